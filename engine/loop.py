@@ -1,0 +1,314 @@
+"""The conductor: one round is select -> label -> review -> train, each step committed.
+
+Resuming is not a separate path: every pass reads the store, finds the first round that is
+not done and continues it from its committed phase.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.config import ConfigError, JobConfig
+from engine.data import JobData, load_job_data
+from engine.review import simulate_review
+from engine.routing import Router, StudentPrediction
+from engine.stopping import remaining_budget, stop_reason
+from engine.store import Store
+from engine.student import Student, classification_metrics
+from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
+from engine.teacher.base import Usage
+from strategies import Scores, SelectionState, make_strategy
+
+Log = Callable[[str], None]
+
+# Sections that define what a run's labels mean; changing them under a run would mix two jobs.
+_FIXED_SECTIONS = ("task", "data")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def default_run_dir(config: JobConfig) -> Path:
+    return Path(config.run_dir) if config.run_dir else Path("runs") / config.name
+
+
+@dataclass
+class _Run:
+    config: JobConfig
+    run_dir: Path
+    store: Store
+    data: JobData
+    progress: bool
+    log: Log
+    student: Student | None = None
+    teacher: Teacher | None = None
+    pool_texts: list[str] = field(default_factory=list)
+    pool_ids: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config.task.label_names
+
+    def get_student(self) -> Student:
+        if self.student is None:
+            self.student = Student(self.config.student, self.labels)
+        return self.student
+
+    def get_teacher(self) -> Teacher:
+        if self.teacher is None:
+            self.log(f"loading teacher {self.config.teacher.model} ({self.config.teacher.kind})")
+            self.teacher = build_teacher(self.config.teacher, self.config.task)
+        return self.teacher
+
+    def adapter_dir(self, round_: int) -> Path:
+        return self.run_dir / "adapters" / f"round-{round_:03d}"
+
+
+def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
+    """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    data = load_job_data(config.data, config.task.label_names)
+    for message in data.skipped:
+        log(f"skipped bad row: {message}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with Store(run_dir / "quarry.db") as store:
+        _initialize_or_check(store, config, data, log)
+        run = _Run(config, run_dir, store, data, progress, log)
+        items = store.pool_items()
+        run.pool_ids = [i.item_id for i in items]
+        run.pool_texts = [i.text for i in items]
+        try:
+            return _drive(run)
+        finally:
+            if run.teacher is not None:
+                run.teacher.close()
+
+
+def _initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log) -> None:
+    snapshot = config.model_dump(mode="json")
+    if not store.is_initialized():
+        if not data.seed and config.loop.initial_labels == 0:
+            raise ConfigError("loop.initial_labels: is 0 and there is no data.seed file: the student has nothing to learn from")
+        store.initialize(json.dumps(snapshot),
+                         [(r.item_id, r.text, r.label) for r in data.pool],
+                         [(r.item_id, r.text, r.label) for r in data.seed])
+        log(f"new run: {len(data.pool)} pool items, {len(data.seed)} seed labels, {len(data.eval)} eval items")
+        return
+    stored = json.loads(store.config_json())
+    for section in _FIXED_SECTIONS:
+        if stored.get(section) != snapshot.get(section):
+            raise ConfigError(f"{store.path}: the config's '{section}' section differs from the one this run was "
+                              f"started with; use a new --run-dir for a different job")
+    if stored != snapshot:
+        store.set_meta("config", json.dumps(snapshot))
+        log("resuming with changed settings (student, strategy, teacher, routing, review or loop)")
+    rounds = store.rounds()
+    log(f"resuming: {len([r for r in rounds if r.phase == 'done'])} rounds done")
+
+
+def _drive(run: _Run) -> str:
+    store = run.store
+    while True:
+        current = store.open_round()
+        if current is None:
+            history = store.history()
+            reason = stop_reason(history, run.config.loop, store.items_requested()) if history else None
+            if reason is None:
+                reason = _select(run, len(store.rounds()))
+            if reason is not None:
+                store.set_stop_reason(reason)
+                write_metrics_file(run.run_dir, store.history())
+                run.log(f"stopped: {reason}")
+                return reason
+            current = store.open_round()
+            assert current is not None
+        round_, timings = current.round, dict(current.timings)
+        if current.phase == "selected":
+            _label(run, round_, timings)
+        elif current.phase == "labeled":
+            if not _review(run, round_, timings):
+                pending = store.pending_count()
+                return f"waiting for {pending} pending reviews (quarry review {run.run_dir})"
+        elif current.phase == "reviewed":
+            _train_and_evaluate(run, round_, timings)
+
+
+def _select(run: _Run, round_: int) -> str | None:
+    """Choose and commit the round's items; returns a stop reason if there is nothing left to ask."""
+    config, store = run.config, run.store
+    k = config.loop.initial_labels if round_ == 0 else config.loop.batch_size
+    budget_left = remaining_budget(config.loop, store.items_requested())
+    if budget_left is not None:
+        k = min(k, budget_left)
+    requested = store.requested_ids()
+    labeled = np.array([item_id in requested for item_id in run.pool_ids], dtype=bool)
+    if round_ > 0 and (k <= 0 or labeled.all()):
+        return "pool exhausted" if labeled.all() else "label budget spent"
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    if round_ == 0:
+        name, params = config.strategy.cold_start, {}
+        scores = Scores(probs=np.full((len(run.pool_ids), len(run.labels)), 1.0 / len(run.labels)))
+    else:
+        name, params = config.strategy.name, config.strategy.params
+        scores = _pool_scores(run, round_)
+    timings["scoring_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    strategy = make_strategy(name, params)
+    state = SelectionState(labeled=labeled, round=round_, history=tuple(store.history()))
+    rng = np.random.default_rng([config.loop.seed, round_])
+    chosen = strategy.select(scores, state, k, rng)
+    utility = strategy.utility(scores) if hasattr(strategy, "utility") else None
+    timings["selecting_s"] = time.perf_counter() - started
+    predicted = scores.probs.argmax(axis=1)
+    selected = [(run.pool_ids[i],
+                 None if utility is None else float(utility[i]),
+                 None if round_ == 0 else run.labels[predicted[i]],
+                 None if round_ == 0 else float(scores.probs[i, predicted[i]])) for i in chosen]
+    store.create_round(round_, name, selected, timings)
+    run.log(f"round {round_}: selected {len(selected)} items by {name}")
+    return None
+
+
+def _pool_scores(run: _Run, round_: int) -> Scores:
+    """The previous round's student on the whole pool, cached in the run folder."""
+    cache = run.run_dir / "scores" / f"round-{round_:03d}.npz"
+    if cache.is_file():
+        with np.load(cache) as saved:
+            return Scores(probs=saved["probs"], embeddings=saved["embeddings"])
+    student = run.get_student()
+    if not student.trained:
+        student.load(run.adapter_dir(round_ - 1))
+    scores = student.score(run.pool_texts, progress=run.progress)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, probs=scores.probs, embeddings=scores.embeddings)
+    tmp.replace(cache)
+    return scores
+
+
+def _result_from_row(row: Any) -> TeacherResult:
+    return TeacherResult(label=row["label"], confidence=row["confidence"],
+                         distribution=json.loads(row["distribution"]) if row["distribution"] else None,
+                         raw=row["raw"], usage=Usage(row["prompt_tokens"], row["completion_tokens"]),
+                         error=row["error"], error_message=row["error_message"], prompt_hash=row["prompt_hash"])
+
+
+def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
+    """Ask the teacher about every selected item without a recorded answer, then route all of them."""
+    store = run.store
+    selection = store.selection(round_)
+    started = time.perf_counter()
+    done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+    todo = [row for row in selection if row["item_id"] not in done]
+    if todo:
+        teacher = run.get_teacher()
+
+        def record(position: int, result: TeacherResult) -> None:
+            store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
+
+        teacher.label([TeacherItem(row["item_id"], row["text"]) for row in todo], on_result=record)
+        done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+    router = Router(run.config.routing)
+    accepted, to_review = [], []
+    for row in selection:
+        call = done[row["item_id"]]
+        result = _result_from_row(call)
+        student = None if row["student_label"] is None else StudentPrediction(row["student_label"], row["student_confidence"])
+        decision = router.route(result, student)
+        if decision.route == "accept":
+            accepted.append((row["item_id"], result.label, result.confidence, decision.reason))
+        else:
+            to_review.append({"item_id": row["item_id"], "reason": decision.reason, "teacher_label": result.label,
+                              "teacher_confidence": result.confidence, "teacher_raw": result.raw,
+                              "student_label": row["student_label"], "student_confidence": row["student_confidence"]})
+    timings["labeling_s"] = timings.get("labeling_s", 0.0) + time.perf_counter() - started
+    store.commit_routing(round_, accepted, to_review, timings)
+    run.log(f"round {round_}: teacher accepted {len(accepted)}, sent {len(to_review)} to review")
+
+
+def _review(run: _Run, round_: int, timings: dict[str, float]) -> bool:
+    """Simulated review decides at once; a queue either waits for people or lets the loop go on."""
+    config, store = run.config, run.store
+    started = time.perf_counter()
+    if config.review.mode == "simulate":
+        simulate_review(store)
+    elif config.review.wait and store.pending_count() > 0:
+        run.log(f"round {round_}: waiting for {store.pending_count()} reviews; decide them with "
+                f"`quarry review {run.run_dir}` (polling every {config.review.poll_s:g}s)")
+        while store.pending_count() > 0:
+            time.sleep(config.review.poll_s)
+    timings["review_s"] = timings.get("review_s", 0.0) + time.perf_counter() - started
+    store.set_phase(round_, "reviewed", timings)
+    return True
+
+
+def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> None:
+    store, config = run.store, run.config
+    labels = store.current_labels()
+    student = run.get_student()
+    started = time.perf_counter()
+    stats = student.fit([r.text for r in labels], [r.label for r in labels], seed=config.student.seed + round_,
+                        progress=run.progress)
+    student.save(run.adapter_dir(round_))
+    timings["training_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    predicted = student.predict([r.text for r in run.data.eval], progress=run.progress)
+    evaluation = classification_metrics([r.label for r in run.data.eval], predicted, run.labels)
+    timings["evaluating_s"] = time.perf_counter() - started
+    metrics = round_metrics(store, round_, evaluation, timings)
+    metrics.update(train_steps=stats.steps, train_loss=stats.final_loss)
+    store.set_phase(round_, "done", timings, metrics)
+    write_metrics_file(run.run_dir, store.history())
+    run.log(f"round {round_}: {metrics['labeled_total']} labels (teacher {metrics['labeled_by_teacher']}, "
+            f"human {metrics['labeled_by_human']}), eval accuracy {metrics['eval_accuracy']:.3f}, "
+            f"macro-F1 {metrics['eval_macro_f1']:.3f}")
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timings: dict[str, float]) -> dict[str, Any]:
+    counts = store.label_counts()
+    labels = store.current_labels()
+    calls = store.teacher_calls()
+    gold = {row.item_id: row.gold for row in labels}
+    gold.update({r.item_id: r.gold for r in store.reviews()})
+    judged = [c for c in calls if c["label"] is not None and gold.get(c["item_id"]) is not None]
+    teacher_labels = [r for r in labels if r.source == "teacher" and r.gold is not None]
+    with_gold = [r for r in labels if r.gold is not None]
+    return {
+        "round": round_,
+        "labeled_total": sum(counts.values()),
+        "labeled_by_seed": counts["seed"],
+        "labeled_by_teacher": counts["teacher"],
+        "labeled_by_human": counts["human"],
+        "pending_review": store.pending_count(),
+        "teacher_calls": len(calls),
+        "teacher_failed": sum(1 for c in calls if c["error"] is not None),
+        "teacher_accuracy_vs_gold": _share(sum(c["label"] == gold[c["item_id"]] for c in judged), len(judged)),
+        "accepted_accuracy_vs_gold": _share(sum(r.label == r.gold for r in teacher_labels), len(teacher_labels)),
+        "dataset_accuracy_vs_gold": _share(sum(r.label == r.gold for r in with_gold), len(with_gold)),
+        "human_share": _share(counts["human"], counts["human"] + counts["teacher"]),
+        "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
+        "completion_tokens": sum(c["completion_tokens"] for c in calls),
+        "eval_accuracy": evaluation["accuracy"],
+        "eval_macro_f1": evaluation["macro_f1"],
+        **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},
+    }
+
+
+def write_metrics_file(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """metrics.jsonl is derived from the database and rewritten whole, so a kill never leaves it half-written."""
+    path = run_dir / "metrics.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in history), encoding="utf-8")
+    tmp.replace(path)

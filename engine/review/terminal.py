@@ -1,0 +1,53 @@
+"""`quarry review`: decide pending items one by one at the terminal."""
+from __future__ import annotations
+
+import textwrap
+from typing import Callable, Sequence
+
+from engine.store import Store
+
+
+def _fmt(confidence: float | None) -> str:
+    return "unknown" if confidence is None else f"{confidence:.2f}"
+
+
+def review_in_terminal(store: Store, label_names: Sequence[str], reviewer: str,
+                       ask: Callable[[str], str] = input, say: Callable[[str], None] = print,
+                       limit: int | None = None) -> dict[str, int]:
+    """Accept the teacher's label (a / Enter), pick another by number, skip (s), or quit (q)."""
+    counts = {"accepted": 0, "corrected": 0, "skipped": 0}
+    pending = store.reviews(status="pending")
+    if not pending:
+        say("nothing to review")
+        return counts
+    menu = "  ".join(f"[{i}] {name}" for i, name in enumerate(label_names, start=1))
+    for number, review in enumerate(pending[:limit] if limit else pending, start=1):
+        say(f"\n--- item {number}/{len(pending)}  id={review.item_id}  round {review.round} ---")
+        say(textwrap.fill(review.text, width=100))
+        say(f"teacher: {review.teacher_label or '(none)'} (confidence {_fmt(review.teacher_confidence)})   "
+            f"student: {review.student_label or '(none)'} (confidence {_fmt(review.student_confidence)})")
+        say(f"why here: {review.reason}")
+        say(menu)
+        while True:
+            try:
+                answer = ask("a=accept teacher, 1-9=label, s=skip, q=quit > ").strip().lower()
+            except EOFError:
+                return counts
+            if answer == "q":
+                return counts
+            if answer in ("a", "") and review.teacher_label:
+                label, kind = review.teacher_label, "accepted"
+            elif answer.isdigit() and 1 <= int(answer) <= len(label_names):
+                label = label_names[int(answer) - 1]
+                kind = "accepted" if label == review.teacher_label else "corrected"
+            elif answer == "s":
+                label, kind = None, "skipped"
+            else:
+                say("?")
+                continue
+            if store.decide(review.item_id, label, reviewer=reviewer, reason=f"terminal review ({kind})"):
+                counts[kind] += 1
+            else:
+                say("already decided elsewhere; moving on")
+            break
+    return counts

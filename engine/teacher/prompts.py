@@ -1,0 +1,43 @@
+"""Jinja2 prompt templates from `prompts/`, rendered into chat messages.
+
+A template renders to text with `### system` / `### user` section markers, so one file
+serves both chat servers and local models. The task part (instruction, label list) comes
+first and the item last: a shared prefix lets servers reuse their prefix cache.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import re
+from pathlib import Path
+
+import jinja2
+
+from engine.config import TaskConfig
+
+_SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+def load_template(name: str) -> jinja2.Template:
+    """A template by file name from the `prompts` package, or by path to a file of the user's."""
+    path = Path(name)
+    if path.is_file():
+        source = path.read_text(encoding="utf-8")
+    else:
+        resource = importlib.resources.files("prompts").joinpath(name)
+        if not resource.is_file():
+            raise FileNotFoundError(f"prompt template not found: {name} (looked in the prompts package and as a path)")
+        source = resource.read_text(encoding="utf-8")
+    return _environment().from_string(source)
+
+
+def render_messages(template: jinja2.Template, task: TaskConfig, text: str, output: str = "label") -> list[dict[str, str]]:
+    """`output` tells the template how the answer must look: "label" (bare) or "json" ({"label": ...})."""
+    rendered = template.render(task=task, labels=task.labels, label_names=task.label_names, text=text, output=output)
+    parts = _SECTION.split(rendered)
+    if len(parts) < 3:
+        return [{"role": "user", "content": rendered.strip()}]
+    return [{"role": role, "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]

@@ -1,0 +1,1 @@
+"""The teacher's prompt templates (Jinja2), shipped as package data."""

@@ -1,0 +1,82 @@
+"""Config errors are one line, name the file and the key, and come before any work starts."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from engine.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "pool.jsonl").write_text('{"id": "1", "text": "hello", "label": "a"}\n')
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = """
+name: t
+task: {labels: [a, b], instruction: Pick a or b.}
+data: {pool: pool.jsonl, split: {eval_size: 1}}
+"""
+
+
+def test_minimal_config_resolves_paths_against_the_config_folder(tmp_path):
+    config = load_config(write(tmp_path, BASE))
+    assert config.data.pool == str((tmp_path / "pool.jsonl").resolve())
+    assert config.task.label_names == ["a", "b"]
+    assert config.teacher.kind == "local" and config.student.method == "lora"
+
+
+@pytest.mark.parametrize("extra, key, message", [
+    ("student: {lora: {rnak: 8}}", "student.lora.rnak", "unknown key"),
+    ("student: {learning_rate: fast}", "student.learning_rate", "valid number"),
+    ("loop: {batch_size: 0}", "loop.batch_size", "greater than 0"),
+    ("teacher: {kind: openai}", "teacher.openai.model", "required key is missing"),
+    ("teacher: {kind: magic}", "teacher", "kind"),
+    ("routing: {student_agreement: maybe}", "routing.student_agreement", "ignore"),
+    ("bogus: 1", "bogus", "unknown key"),
+])
+def test_bad_values_name_their_key(tmp_path, extra, key, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, BASE + extra + "\n"))
+    text = str(error.value)
+    assert "\n" not in text
+    assert text.startswith(str(tmp_path / "job.yaml"))
+    assert key in text and message in text
+
+
+def test_missing_data_file_is_named(tmp_path):
+    path = write(tmp_path, BASE.replace("pool.jsonl", "nowhere.jsonl"))
+    with pytest.raises(ConfigError, match=r"data\.pool: file not found: .*nowhere\.jsonl"):
+        load_config(path)
+
+
+def test_duplicate_labels_and_missing_eval(tmp_path):
+    with pytest.raises(ConfigError, match=r"task\.labels: .*duplicate labels: \['a'\]"):
+        load_config(write(tmp_path, BASE.replace("[a, b]", "[a, b, a]")))
+    with pytest.raises(ConfigError, match="evaluation set"):
+        load_config(write(tmp_path, BASE.replace(", split: {eval_size: 1}", "")))
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    path = write(tmp_path, BASE)
+    config = load_config(path, ["loop.rounds=7", "routing.confidence_threshold=0.9", "student.lora.rank=4"])
+    assert (config.loop.rounds, config.routing.confidence_threshold, config.student.lora.rank) == (7, 0.9, 4)
+    with pytest.raises(ConfigError, match=r"loop\.roundz: unknown key"):
+        load_config(path, ["loop.roundz=7"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(path, ["loop.rounds"])
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"job\.yaml: line \d+ not valid YAML"):
+        load_config(write(tmp_path, BASE + "loop: [unclosed\n"))
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "ag_news.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(REPO / "configs" / name, check_files=False)
+    assert config.name == yaml.safe_load((REPO / "configs" / name).read_text())["name"]

@@ -1,0 +1,126 @@
+"""The whole loop, end to end, on the demo data with the real local teacher and student.
+
+Includes the resume test: a run killed with SIGKILL in the middle of a round's labeling,
+then resumed, ends with the same labels as an uninterrupted run and pays no teacher call twice.
+"""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs" / "demo.yaml"
+# Small and fast: 10 initial labels, 2 rounds of 10, short training.
+FAST = ["loop.initial_labels=10", "loop.batch_size=10", "loop.rounds=2", "loop.label_budget=null",
+        "student.min_steps=20", "student.max_steps=30"]
+
+pytestmark = pytest.mark.slow
+
+
+def quarry(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900, **kwargs)
+
+
+def start(run_dir: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "engine", "run", str(DEMO), "--run-dir", str(run_dir), "--no-progress"]
+    for pair in FAST:
+        args += ["--set", pair]
+    return subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def labels_of(run_dir: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(run_dir / "quarry.db") as conn:
+        rows = conn.execute("SELECT item_id, label, source FROM labels ORDER BY id").fetchall()
+    return {item_id: (label, source) for item_id, label, source in rows}
+
+
+def calls_per_item(run_dir: Path) -> dict[str, int]:
+    with sqlite3.connect(run_dir / "quarry.db") as conn:
+        return dict(conn.execute("SELECT item_id, COUNT(*) FROM teacher_calls GROUP BY item_id").fetchall())
+
+
+def teacher_calls_in_round(run_dir: Path, round_: int) -> int:
+    try:
+        with sqlite3.connect(run_dir / "quarry.db", timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM teacher_calls WHERE round = ?", (round_,)).fetchone()[0]
+    except sqlite3.OperationalError:  # the database or its tables do not exist yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole")
+    process = start(run_dir)
+    _, err = process.communicate(timeout=900)
+    assert process.returncode == 0, err
+    return run_dir
+
+
+def test_run_produces_rounds_metrics_and_adapters(uninterrupted):
+    metrics = [json.loads(line) for line in (uninterrupted / "metrics.jsonl").read_text().splitlines()]
+    assert [m["round"] for m in metrics] == [0, 1, 2]
+    for m in metrics:
+        for key in ("labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review", "eval_accuracy",
+                    "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "seconds_scoring",
+                    "seconds_selecting", "seconds_labeling", "seconds_training"):
+            assert key in m, key
+        assert m["labeled_by_teacher"] + m["labeled_by_human"] == m["labeled_total"]
+        assert 0.0 <= m["eval_accuracy"] <= 1.0
+    assert [m["labeled_total"] for m in metrics] == [10, 20, 30]
+    assert sorted(p.name for p in (uninterrupted / "adapters").iterdir()) == ["round-000", "round-001", "round-002"]
+    # With 5 labels, chance is 0.2: thirty labels must teach the student something.
+    assert metrics[-1]["eval_accuracy"] > 0.3
+
+
+def test_status_and_exports(uninterrupted, tmp_path):
+    status = quarry("status", str(uninterrupted))
+    assert status.returncode == 0, status.stderr
+    assert "max rounds reached" in status.stdout and "teacher" in status.stdout
+    labels = labels_of(uninterrupted)
+    for fmt in ("chat", "alpaca", "jsonl"):
+        out = tmp_path / f"{fmt}.jsonl"
+        result = quarry("export", str(uninterrupted), "--format", fmt, "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(records) == len(labels) == 30
+        first = records[0]
+        if fmt == "chat":
+            assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
+            assert first["messages"][2]["content"] == labels[first["provenance"]["id"]][0]
+        elif fmt == "alpaca":
+            assert set(first) == {"instruction", "input", "output", "provenance"}
+        else:
+            assert {"id", "text", "label", "source", "confidence", "round"} <= set(first)
+            assert first["source"] in ("teacher", "human")
+
+
+def test_killed_run_resumes_without_losing_or_repaying(uninterrupted, tmp_path):
+    run_dir = tmp_path / "killed"
+    process = start(run_dir)
+    deadline = time.time() + 600
+    while teacher_calls_in_round(run_dir, 1) < 3:
+        assert process.poll() is None, process.stderr.read()
+        assert time.time() < deadline, "round 1 never started labeling"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    calls_at_kill = teacher_calls_in_round(run_dir, 1)
+    assert calls_at_kill < 10, "the kill came too late to be in the middle of the round"
+
+    resumed = start(run_dir)
+    _, err = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, err
+    assert "resuming" in err
+    assert labels_of(run_dir) == labels_of(uninterrupted)
+    per_item = calls_per_item(run_dir)
+    assert max(per_item.values()) == 1, "a teacher call was paid twice"
+    assert per_item.keys() == calls_per_item(uninterrupted).keys()

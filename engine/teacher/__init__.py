@@ -1,0 +1,20 @@
+"""Teachers: the labeling oracles. `build_teacher` makes the one a job's config names."""
+from __future__ import annotations
+
+from engine.teacher.base import Teacher, TeacherItem, TeacherResult
+
+__all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_teacher"]
+
+
+def build_teacher(config, task) -> Teacher:
+    """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task."""
+    kind = getattr(config, "kind", None)
+    if kind == "openai":
+        from engine.teacher.openai_compat import OpenAITeacher
+
+        return OpenAITeacher(config, task)
+    if kind == "local":
+        from engine.teacher.local import LocalTeacher
+
+        return LocalTeacher(config, task)
+    raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local' or 'openai')")

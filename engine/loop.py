@@ -64,7 +64,7 @@ class _Run:
     def get_teacher(self) -> Teacher:
         if self.teacher is None:
             self.log(f"loading teacher {self.config.teacher.model} ({self.config.teacher.kind})")
-            self.teacher = build_teacher(self.config.teacher, self.config.task)
+            self.teacher = build_teacher(self.config.teacher, self.config.task, progress=self.progress)
         return self.teacher
 
     def adapter_dir(self, round_: int) -> Path:

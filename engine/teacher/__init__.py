@@ -6,15 +6,15 @@ from engine.teacher.base import Teacher, TeacherItem, TeacherResult
 __all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_teacher"]
 
 
-def build_teacher(config, task) -> Teacher:
+def build_teacher(config, task, progress: bool = True) -> Teacher:
     """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task."""
     kind = getattr(config, "kind", None)
     if kind == "openai":
         from engine.teacher.openai_compat import OpenAITeacher
 
-        return OpenAITeacher(config, task)
+        return OpenAITeacher(config, task, progress=progress)
     if kind == "local":
         from engine.teacher.local import LocalTeacher
 
-        return LocalTeacher(config, task)
+        return LocalTeacher(config, task, progress=progress)
     raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local' or 'openai')")

@@ -199,7 +199,8 @@ class OpenAITeacher:
     backoff_max_s = 30.0
     backoff_jitter_s = 0.5
 
-    def __init__(self, config: OpenAITeacherConfig, task: TaskConfig):
+    def __init__(self, config: OpenAITeacherConfig, task: TaskConfig, progress: bool = True):
+        self.progress = progress
         self.config = config
         self.task = task
         self.labels = list(task.label_names)
@@ -264,7 +265,7 @@ class OpenAITeacher:
 
         tasks = [asyncio.create_task(one(i)) for i in range(len(items))]
         try:
-            with tqdm(total=len(items), desc="teacher", unit="item", disable=None) as bar:
+            with tqdm(total=len(items), desc="teacher", unit="item", disable=not self.progress, leave=False) as bar:
                 for next_done in asyncio.as_completed(tasks):
                     position, result = await next_done
                     results[position] = result

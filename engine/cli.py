@@ -10,17 +10,14 @@ from pathlib import Path
 
 from engine.config import ConfigError, config_from_dict, load_config
 
-# Expected failures print one line and exit 2; anything else is a bug and keeps its traceback.
-_EXPECTED: tuple[type[BaseException], ...] = (ConfigError,)
-
-
 def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the user's input: one line and exit 2. Anything else is a bug and keeps its traceback."""
     from engine.data import DataError
     from engine.review import DecisionError
     from engine.review.simulate import ReviewError
     from engine.store import StoreError
 
-    return _EXPECTED + (DataError, DecisionError, ReviewError, StoreError, FileNotFoundError)
+    return (ConfigError, DataError, DecisionError, ReviewError, StoreError, FileNotFoundError)
 
 
 def _quiet_libraries() -> None:

@@ -124,3 +124,37 @@ def test_killed_run_resumes_without_losing_or_repaying(uninterrupted, tmp_path):
     per_item = calls_per_item(run_dir)
     assert max(per_item.values()) == 1, "a teacher call was paid twice"
     assert per_item.keys() == calls_per_item(uninterrupted).keys()
+
+
+def test_queue_mode_waits_for_people_then_continues(tmp_path):
+    run_dir = tmp_path / "queued"
+    base = ["run", str(DEMO), "--run-dir", str(run_dir), "--no-progress", "--set", "review.mode=queue",
+            "--set", "routing.confidence_threshold=0.99", "--set", "student.min_steps=10", "--set", "student.max_steps=10",
+            "--set", "loop.initial_labels=8", "--set", "loop.batch_size=5"]
+    first = quarry(*base, "--set", "loop.rounds=0")
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(run_dir / "quarry.db") as conn:
+        pending = [r[0] for r in conn.execute("SELECT item_id FROM reviews WHERE status = 'pending'")]
+        gold = dict(conn.execute("SELECT item_id, gold FROM items"))
+    assert pending, "a 0.99 threshold must send some items to people"
+    assert f"pending {len(pending)}" in quarry("status", str(run_dir)).stdout.replace("pending reviews", "pending")
+
+    decisions = tmp_path / "decisions.jsonl"
+    decisions.write_text("".join(json.dumps({"id": i, "label": gold[i]}) + "\n" for i in pending))
+    imported = quarry("review", str(run_dir), "--decisions", str(decisions), "--reviewer", "expert")
+    assert imported.returncode == 0 and f"decided {len(pending)}" in imported.stdout, imported.stderr
+
+    second = quarry(*base, "--set", "loop.rounds=1")  # a changed loop section extends the same run
+    assert second.returncode == 0, second.stderr
+    labels = labels_of(run_dir)
+    assert all(labels[i] == (gold[i], "human") for i in pending)
+    with sqlite3.connect(run_dir / "quarry.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM rounds WHERE phase = 'done'").fetchone()[0] == 2
+        assert {r[0] for r in conn.execute("SELECT DISTINCT reviewer FROM labels WHERE source = 'human'")} == {"expert"}
+
+
+def test_bad_config_fails_before_any_work(tmp_path):
+    result = quarry("run", str(DEMO), "--run-dir", str(tmp_path / "never"), "--set", "student.lora.rnak=4")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "student.lora.rnak: unknown key" in result.stderr
+    assert not (tmp_path / "never").exists()

@@ -137,6 +137,10 @@ def _drive(run: _Run) -> str:
                 pending = store.pending_count()
                 return f"waiting for {pending} pending reviews (quarry review {run.run_dir})"
         elif current.phase == "reviewed":
+            if not store.current_labels():
+                # Queue mode that does not wait, before anyone has decided anything: nothing to train on yet.
+                pending = store.pending_count()
+                return f"waiting for {pending} pending reviews: no labels to train on yet (quarry review {run.run_dir})"
             _train_and_evaluate(run, round_, timings)
 
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
 # Small and fast: 10 initial labels, 2 rounds of 10, short training.
 FAST = ["loop.initial_labels=10", "loop.batch_size=10", "loop.rounds=2", "loop.label_budget=null",
-        "student.min_steps=20", "student.max_steps=30"]
+        "student.min_steps=60", "student.max_steps=60"]
 
 pytestmark = pytest.mark.slow
 

@@ -38,8 +38,19 @@ def _open_store(run_dir: str):
     return Store(path)
 
 
+def _config(store):
+    return config_from_dict(json.loads(store.config_json()))
+
+
 def _task(store):
-    return config_from_dict(json.loads(store.config_json())).task
+    return _config(store).task
+
+
+def _queue(store):
+    from engine.review.queue import ReviewQueue
+
+    review = _config(store).review
+    return ReviewQueue(store, overlap=review.overlap, lease_s=review.lease_s)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -66,11 +77,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     with _open_store(args.run_dir) as store:
         task = _task(store)
         if args.decisions:
-            summary = import_decisions(store, args.decisions, task.label_names, reviewer=args.reviewer)
+            summary = import_decisions(_queue(store), args.decisions, task.label_names, reviewer=args.reviewer)
             print(f"decided {summary.decided}, skipped {summary.skipped}, "
                   f"already decided or not pending {len(summary.not_pending)}")
         else:
-            counts = review_in_terminal(store, task.label_names, reviewer=args.reviewer, limit=args.limit)
+            counts = review_in_terminal(_queue(store), task.label_names, reviewer=args.reviewer, limit=args.limit)
             print(", ".join(f"{k} {v}" for k, v in counts.items()) + f"; pending {store.pending_count()}")
     return 0
 

@@ -7,6 +7,7 @@ import pytest
 from engine.export import export
 from engine.config import TaskConfig
 from engine.review import DecisionError, import_decisions, review_in_terminal, simulate_review
+from engine.review.queue import ReviewQueue
 from engine.review.simulate import ReviewError
 from engine.store import Store
 
@@ -35,7 +36,7 @@ def answers(*replies):
 
 def test_terminal_accept_correct_skip(store):
     shown = []
-    counts = review_in_terminal(store, LABELS, "ana", ask=answers("a", "x", "3", "s"), say=shown.append)
+    counts = review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("a", "x", "3", "s"), say=shown.append)
     assert counts == {"accepted": 1, "corrected": 1, "skipped": 1}
     labels = {r.item_id: (r.label, r.source, r.reviewer) for r in store.current_labels()}
     assert labels["i1"] == ("shipping", "human", "ana")
@@ -45,14 +46,15 @@ def test_terminal_accept_correct_skip(store):
 
 
 def test_terminal_quit_keeps_the_rest_pending(store):
-    review_in_terminal(store, LABELS, "ana", ask=answers("1", "q"), say=lambda s: None)
+    review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("1", "q"), say=lambda s: None)
     assert store.pending_count() == 2
+    assert ReviewQueue(store).lease("bo").item.item_id == "i2"  # quitting released the item shown
 
 
 def test_import_decisions(store, tmp_path):
     path = tmp_path / "decisions.jsonl"
     path.write_text('{"id": "i1", "label": "billing"}\n\n{"id": "i2", "skip": true}\n{"id": "i0", "label": "billing"}\n')
-    summary = import_decisions(store, path, LABELS, reviewer="team")
+    summary = import_decisions(ReviewQueue(store), path, LABELS, reviewer="team")
     assert (summary.decided, summary.skipped, summary.not_pending) == (1, 1, ["i0"])
     assert store.pending_count() == 1
 
@@ -67,7 +69,7 @@ def test_bad_decision_files_change_nothing(store, tmp_path, content, message):
     path = tmp_path / "decisions.jsonl"
     path.write_text(content)
     with pytest.raises(DecisionError, match=message):
-        import_decisions(store, path, LABELS, reviewer="team")
+        import_decisions(ReviewQueue(store), path, LABELS, reviewer="team")
     assert store.pending_count() == 3
 
 

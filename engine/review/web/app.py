@@ -180,7 +180,7 @@ def create_app(db_path: str | Path) -> FastAPI:
     async def logout(request: Request) -> Response:
         form = _form(await request.body())
         await run_in_threadpool(require_csrf, request, form.get("csrf"))
-        await run_in_threadpool(auth.close_session, ctx.store(), request.cookies.get(SESSION_COOKIE, ""))
+        await run_in_threadpool(lambda: auth.close_session(ctx.store(), request.cookies.get(SESSION_COOKIE, "")))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -233,7 +233,7 @@ def create_app(db_path: str | Path) -> FastAPI:
         session = await run_in_threadpool(require_csrf, request, request.headers.get("x-csrf-token"))
         ids = body.get("item_ids", []) if isinstance(body, dict) else []
         for item_id in [x for x in ids if isinstance(x, str)][:4]:
-            await run_in_threadpool(ctx.queue().release, session.reviewer, item_id)
+            await run_in_threadpool(lambda i=item_id: ctx.queue().release(session.reviewer, i))
         return {"ok": True}
 
     @app.get("/api/undo")

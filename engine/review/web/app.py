@@ -114,7 +114,7 @@ def create_app(db_path: str | Path) -> FastAPI:
         response.headers["Content-Security-Policy"] = _CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make form posts send Origin: null
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
@@ -142,6 +142,10 @@ def create_app(db_path: str | Path) -> FastAPI:
 
     def page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"title": ctx.config.name, **values}, status_code=status)
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:

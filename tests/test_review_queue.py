@@ -200,3 +200,16 @@ def test_version_1_database_is_migrated_with_audit_records(tmp_path):
         assert queue.lease("bo").item.item_id == "i0008"  # the queue works on the migrated file
     with Store(path) as store:  # a second open does not migrate twice
         assert len(ReviewQueue(store).log()) == 2
+
+
+def test_a_stale_release_does_not_drop_a_renewed_lease(store):
+    clock = Clock()
+    queue = ReviewQueue(store, lease_s=60, clock=clock)
+    old = queue.lease("ana", max_held=1)
+    clock.now += 5
+    renewed = queue.lease("ana", max_held=1)  # the page was reloaded: same item, new expiry
+    assert renewed.item.item_id == old.item.item_id and renewed.expires_at > old.expires_at
+    queue.release("ana", old.item.item_id, old.expires_at)  # the old page's late goodbye
+    assert queue.lease("bo", max_held=1).item.item_id != old.item.item_id
+    queue.release("ana", renewed.item.item_id, renewed.expires_at)
+    assert queue.lease("cy", max_held=1).item.item_id == old.item.item_id

@@ -86,7 +86,7 @@ def test_state_changes_need_session_and_csrf_and_change_nothing_otherwise(run):
         client.post("/api/decide", json={"item_id": item, "label": "billing"},
                     headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}),
         client.post("/api/decide", content=b"not json"),
-        client.post("/api/release", json={"item_ids": [item]}),
+        client.post("/api/release", json={"leases": [{"item_id": item}]}),
         client.post("/logout", data={"csrf": "wrong"}),
         anonymous.get("/api/next"),
     ]

@@ -144,9 +144,11 @@ class ReviewQueue:
         assert item is not None
         return Lease(item=item, reviewer=reviewer, expires_at=expires)
 
-    def release(self, reviewer: str, item_id: str) -> None:
+    def release(self, reviewer: str, item_id: str, expires_at: float | None = None) -> None:
+        """Give an item back; with `expires_at`, only that very lease (not one renewed since)."""
         with self.store.transaction() as conn:
-            conn.execute("DELETE FROM leases WHERE item_id = ? AND reviewer = ?", (item_id, reviewer))
+            conn.execute("DELETE FROM leases WHERE item_id = ? AND reviewer = ? AND (? IS NULL OR expires_at = ?)",
+                         (item_id, reviewer, expires_at, expires_at))
 
     # --- deciding -------------------------------------------------------------------
     def decide(self, reviewer: str, item_id: str, label: str | None, via: str,

@@ -235,9 +235,10 @@ def create_app(db_path: str | Path) -> FastAPI:
         """The page is closing: give held items back at once instead of when their leases expire."""
         body = await _json_body(request)
         session = await run_in_threadpool(require_csrf, request, request.headers.get("x-csrf-token"))
-        ids = body.get("item_ids", []) if isinstance(body, dict) else []
-        for item_id in [x for x in ids if isinstance(x, str)][:4]:
-            await run_in_threadpool(lambda i=item_id: ctx.queue().release(session.reviewer, i))
+        leases = body.get("leases", []) if isinstance(body, dict) else []
+        for lease in [x for x in leases if isinstance(x, dict) and isinstance(x.get("item_id"), str)][:4]:
+            expires = lease.get("expires_at") if isinstance(lease.get("expires_at"), (int, float)) else None
+            await run_in_threadpool(lambda i=lease["item_id"], e=expires: ctx.queue().release(session.reviewer, i, e))
         return {"ok": True}
 
     @app.get("/api/undo")

@@ -98,7 +98,8 @@
   function decide(label) {
     const entry = current;
     const body = { item_id: entry.item.item_id, label, correct: !!entry.correcting };
-    lastPost = post("/api/decide", body).then(async (r) => {
+    // Chained: decisions reach the server in the order they were made (undo relies on it).
+    lastPost = lastPost.then(() => post("/api/decide", body)).then(async (r) => {
       const d = await r.json().catch(() => ({}));
       if (r.status === 409) notice(`Not recorded: ${d.conflict}`);
       else if (!r.ok) notice(`Not recorded (${r.status}): ${d.detail || "error"}`);
@@ -149,9 +150,10 @@
   document.querySelectorAll("button[data-key]").forEach((b) =>
     b.addEventListener("click", () => { keyAt = null; onKey(b.dataset.key); }));
   window.addEventListener("pagehide", () => {
-    const held = [current && !current.correcting ? current.item.item_id : null, nextItem && nextItem.item_id]
-      .concat(resume.map((i) => i.item_id)).filter(Boolean);
-    if (held.length) post("/api/release", { item_ids: held });
+    // Each lease is named with its expiry, so a late release cannot drop a lease taken again since.
+    const held = [current && !current.correcting ? current.item : null, nextItem, ...resume]
+      .filter((i) => i && i.expires_at).map((i) => ({ item_id: i.item_id, expires_at: i.expires_at }));
+    if (held.length) post("/api/release", { leases: held });
   });
 
   advance(null);

@@ -114,6 +114,8 @@ def test_two_browsers_never_get_the_same_item(browser, run):
         for name, page in (("ana", ana), ("bo", bo)):
             seen[name].append(press_and_wait(page, "Enter"))
     assert not set(seen["ana"]) & set(seen["bo"])
+    for page in (ana, bo):  # the last decision's POST has come back
+        page.wait_for_function("document.querySelector('#done').textContent === '4'")
     by_reviewer = {}
     for record in decisions(db):
         by_reviewer.setdefault(record.reviewer, []).append(record.item_id)

@@ -172,3 +172,32 @@ def test_twenty_reviewers_at_once_every_decision_exactly_once(tmp_path):
         human = [r for r in store.current_labels() if r.source == "human"]
         assert len(human) == 200
     print(f"20 reviewers: 200 decisions in {elapsed:.2f}s, {len(conflicts)} conflicts")
+
+
+def test_quarry_serve_binds_loopback_by_default(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    db = make_review_db(tmp_path / "quarry.db", pending=1)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "engine", "serve", str(tmp_path), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/login").status_code == 200
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+        listening = [line for line in open("/proc/net/tcp").read().splitlines()[1:]
+                     if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A"]
+        assert [line.split()[1] for line in listening] == [f"0100007F:{port:04X}"]  # 127.0.0.1 only
+    finally:
+        process.terminate()
+        out = process.communicate(timeout=10)[0]
+    assert f"http://127.0.0.1:{port}/" in out

@@ -145,7 +145,7 @@ def concurrency(run_dir: Path, item_ids: list[str], reviewers: int) -> dict:
             client, csrf = clients[name]
             rng = random.Random(name)
             barrier.wait()
-            while (item := client.get("/api/next").json()["item"]) is not None:
+            while (item := client.post("/api/next", headers={"X-CSRF-Token": csrf}).json()["item"]) is not None:
                 other = rng.choice([i for i in item_ids[:50] if i != item["item_id"]] if rng.random() < 0.5 else
                                    [i for i in item_ids if i != item["item_id"]])  # half: contested, early items
                 grab = client.post("/api/decide", json={"item_id": other, "label": "billing"},

@@ -2,6 +2,7 @@
 
 Requests go through httpx over a loopback socket; nothing is mocked.
 """
+import hashlib
 import random
 import re
 import threading
@@ -22,7 +23,8 @@ SCRIPT = "<script>document.title='pwned'</script><b>bold?</b>"
 @pytest.fixture
 def run(tmp_path):
     db = make_review_db(tmp_path / "quarry.db", pending=8, texts={6: SCRIPT},
-                        review={"reviewers": {"cfg": "config-token-123"}})
+                        review={"reviewers": {"cfg": "config-token-123",
+                                              "hashed": "sha256:" + hashlib.sha256(b"hashed-token-456").hexdigest()}})
     with Store(db) as store:
         token = add_reviewer(store, "ana")
     with running_server(db) as url:
@@ -37,6 +39,12 @@ def login(url: str, token: str) -> tuple[httpx.Client, str]:
     assert response.status_code == 303, response.text
     csrf = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/queue").text).group(1)
     return client, csrf
+
+
+def next_item(client: httpx.Client, csrf: str) -> dict | None:
+    response = client.post("/api/next", headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200, response.text
+    return response.json()["item"]
 
 
 def state(db) -> tuple[int, int, int]:
@@ -55,14 +63,16 @@ def test_session_cookie_is_httponly_and_strict(run):
 
 def test_config_token_logs_in_and_wrong_token_is_refused(run):
     db, url, _ = run
-    client, _ = login(url, "config-token-123")
-    assert client.get("/api/next").json()["item"] is not None
+    for token, name in (("config-token-123", "cfg"), ("hashed-token-456", "hashed")):
+        client, csrf = login(url, token)
+        assert next_item(client, csrf) is not None
+        assert f'id="reviewer">{name}<' in client.get("/queue").text
     fresh = httpx.Client(base_url=url)
     nonce = re.search(r'name="csrf" value="([^"]+)"', fresh.get("/login").text).group(1)
     refused = fresh.post("/login", data={"token": "not-a-token", "csrf": nonce})
     assert refused.status_code == 403 and "unknown token" in refused.text
     assert "quarry_session" not in fresh.cookies
-    assert fresh.get("/api/next").status_code == 403
+    assert fresh.post("/api/next").status_code == 403
 
 
 def test_login_without_its_csrf_nonce_is_refused(run):
@@ -76,7 +86,7 @@ def test_login_without_its_csrf_nonce_is_refused(run):
 def test_state_changes_need_session_and_csrf_and_change_nothing_otherwise(run):
     db, url, token = run
     client, csrf = login(url, token)
-    item = client.get("/api/next").json()["item"]["item_id"]
+    item = next_item(client, csrf)["item_id"]
     before = state(db)
     anonymous = httpx.Client(base_url=url)
     attempts = [
@@ -88,21 +98,22 @@ def test_state_changes_need_session_and_csrf_and_change_nothing_otherwise(run):
         client.post("/api/decide", content=b"not json"),
         client.post("/api/release", json={"leases": [{"item_id": item}]}),
         client.post("/logout", data={"csrf": "wrong"}),
-        anonymous.get("/api/next"),
+        anonymous.post("/api/next", headers={"X-CSRF-Token": csrf}),
+        client.post("/api/next"),
     ]
     assert [r.status_code for r in attempts] == [403] * len(attempts)
     assert state(db) == before
-    assert client.get("/api/next").json()["item"]["item_id"] == item  # the lease survived the forged release
+    assert next_item(client, csrf)["item_id"] == item  # the lease survived the forged release
     ok = client.post("/api/decide", json={"item_id": item, "label": "billing"}, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 200 and state(db)[0] == before[0] - 1
     assert client.post("/logout", data={"csrf": csrf}).status_code == 303
-    assert client.get("/api/next").status_code == 403  # the session is gone server-side
+    assert client.post("/api/next", headers={"X-CSRF-Token": csrf}).status_code == 403  # session gone server-side
 
 
 def test_pages_escape_item_text_and_forbid_inline_script(run):
     db, url, token = run
     client, csrf = login(url, token)
-    first = client.get("/api/next").json()["item"]
+    first = next_item(client, csrf)
     assert first["text"] == SCRIPT  # JSON carries it verbatim; the page puts it in textContent
     client.post("/api/decide", json={"item_id": first["item_id"], "label": "shipping"}, headers={"X-CSRF-Token": csrf})
     # The labeled item with the script now shows up in the dashboard's similar-items data and pages.
@@ -114,7 +125,7 @@ def test_pages_escape_item_text_and_forbid_inline_script(run):
 def test_bad_label_is_refused(run):
     db, url, token = run
     client, csrf = login(url, token)
-    item = client.get("/api/next").json()["item"]["item_id"]
+    item = next_item(client, csrf)["item_id"]
     response = client.post("/api/decide", json={"item_id": item, "label": "refund"}, headers={"X-CSRF-Token": csrf})
     assert response.status_code == 422 and "refund" in response.text
 
@@ -142,7 +153,7 @@ def test_twenty_reviewers_at_once_every_decision_exactly_once(tmp_path):
                                    headers={"X-CSRF-Token": csrf})
                 if grab.status_code != 409:
                     stolen.append(grab.text)
-                item = client.get("/api/next").json()["item"]
+                item = next_item(client, csrf)
                 if item is None:
                     return
                 response = client.post("/api/decide", json={"item_id": item["item_id"], "label": item["teacher_label"]},

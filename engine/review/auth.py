@@ -45,12 +45,14 @@ def reviewer_names(store: Store) -> list[str]:
 
 
 def authenticate(store: Store, token: str, configured: Mapping[str, str]) -> str | None:
-    """The reviewer a token belongs to: from the database, or from the config's review.reviewers."""
+    """The reviewer a token belongs to: from the database, or from the config's review.reviewers
+    (a token, or `sha256:` and its hex digest, which keeps the token itself out of the config)."""
     if not token:
         return None
     digest = token_hash(token)
     for name, known in configured.items():
-        if hmac.compare_digest(token_hash(known), digest):
+        expected = known.removeprefix("sha256:") if known.startswith("sha256:") else token_hash(known)
+        if hmac.compare_digest(expected, digest):
             return name
     rows = list(store.iter_rows("SELECT name FROM reviewers WHERE token_hash = ?", (digest,)))
     return rows[0][0] if rows else None

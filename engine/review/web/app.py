@@ -196,10 +196,13 @@ def create_app(db_path: str | Path) -> FastAPI:
             return RedirectResponse("/login", status_code=303)
         return page(request, "queue.html", session=session, labels=ctx.labels)
 
-    @app.get("/api/next")
+    @app.post("/api/next")
     def next_item(request: Request, exclude: str = "") -> dict[str, Any]:
-        """Lease the next item (held items first); `exclude` = items already on the client, for prefetch."""
-        session = require_session(request)
+        """Lease the next item (held items first); `exclude` = items already on the client, for prefetch.
+
+        A POST with the CSRF token like every other request that writes (it takes a lease).
+        """
+        session = require_csrf(request, request.headers.get("x-csrf-token"))
         skip = [x for x in exclude.split(",") if x][:4]
         queue = ctx.queue()
         lease = queue.lease(session.reviewer, exclude=skip, max_held=len(skip) + 1)

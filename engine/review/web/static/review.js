@@ -24,9 +24,15 @@
     return r.json();
   }
 
-  function post(url, body) {
+  async function nextJSON(exclude) {
+    const r = await post(`/api/next?exclude=${encodeURIComponent(exclude || "")}`, {});
+    if (!r.ok) throw new Error(`/api/next: ${r.status}`);
+    return r.json();
+  }
+
+  function post(url, body, keepalive = false) {
     return fetch(url, {
-      method: "POST", credentials: "same-origin", keepalive: true,
+      method: "POST", credentials: "same-origin", keepalive,
       headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body),
     });
@@ -74,7 +80,7 @@
     if (!current || current.correcting || nextItem || prefetching) return;
     const exclude = current.item.item_id;
     prefetching = lastPost
-      .then(() => getJSON(`/api/next?exclude=${encodeURIComponent(exclude)}`))
+      .then(() => nextJSON(exclude))
       .then((d) => { if (d.item && d.item.item_id !== exclude) nextItem = d.item; $("pending").textContent = d.pending; })
       .catch(() => {})
       .finally(() => { prefetching = null; });
@@ -87,7 +93,7 @@
     nextItem = null;
     if (!item) {
       await lastPost;
-      const d = await getJSON(`/api/next?exclude=${encodeURIComponent(doneId || "")}`);
+      const d = await nextJSON(doneId);
       $("pending").textContent = d.pending;
       item = d.item;
     }
@@ -153,7 +159,7 @@
     // Each lease is named with its expiry, so a late release cannot drop a lease taken again since.
     const held = [current && !current.correcting ? current.item : null, nextItem, ...resume]
       .filter((i) => i && i.expires_at).map((i) => ({ item_id: i.item_id, expires_at: i.expires_at }));
-    if (held.length) post("/api/release", { leases: held });
+    if (held.length) post("/api/release", { leases: held }, true);
   });
 
   advance(null);

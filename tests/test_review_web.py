@@ -212,3 +212,39 @@ def test_quarry_serve_binds_loopback_by_default(tmp_path):
         process.terminate()
         out = process.communicate(timeout=10)[0]
     assert f"http://127.0.0.1:{port}/" in out
+
+
+def test_a_waiting_queue_mode_round_picks_up_decisions_made_in_the_app(tmp_path):
+    """The loop's review step (review.wait) polls the same database the app writes; it goes on once all is decided."""
+    import json
+
+    from engine.config import config_from_dict
+    from engine.loop import _review, _Run
+
+    db = make_review_db(tmp_path / "quarry.db", pending=3, review={"wait": True, "poll_s": 0.05})
+    with Store(db) as store:
+        token = add_reviewer(store, "ana")
+        config = config_from_dict(json.loads(store.config_json()))
+    messages: list[str] = []
+    finished = threading.Event()
+
+    def loop_side() -> None:
+        with Store(db) as store:
+            run = _Run(config=config, run_dir=tmp_path, store=store, data=None, progress=False, log=messages.append)
+            _review(run, 0, {})
+        finished.set()
+
+    waiter = threading.Thread(target=loop_side)
+    with running_server(db) as url:
+        waiter.start()
+        client, csrf = login(url, token)
+        for _ in range(3):
+            assert not finished.is_set()  # still waiting while anything is pending
+            item = next_item(client, csrf)
+            client.post("/api/decide", json={"item_id": item["item_id"], "label": "billing"},
+                        headers={"X-CSRF-Token": csrf})
+        waiter.join(timeout=20)
+    assert finished.is_set() and "waiting for 3 reviews" in messages[0] and "quarry serve" in messages[0]
+    with Store(db) as store:
+        assert store.rounds()[0].phase == "reviewed"
+        assert sum(r.source == "human" for r in store.current_labels()) == 3

@@ -24,7 +24,8 @@ SCRIPT = "<script>document.title='pwned'</script><b>bold?</b>"
 def run(tmp_path):
     db = make_review_db(tmp_path / "quarry.db", pending=8, texts={6: SCRIPT},
                         review={"reviewers": {"cfg": "config-token-123",
-                                              "hashed": "sha256:" + hashlib.sha256(b"hashed-token-456").hexdigest()}})
+                                              "hashed": "sha256:" + hashlib.sha256(b"hashed-token-456").hexdigest(),
+                                              "<b>eve</b>": "eve-token-789"}})
     with Store(db) as store:
         token = add_reviewer(store, "ana")
     with running_server(db) as url:
@@ -120,6 +121,9 @@ def test_pages_escape_item_text_and_forbid_inline_script(run):
     response = client.get("/dashboard")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert "<script>document" not in response.text
+    eve, _ = login(url, "eve-token-789")  # names from the config are untrusted too
+    for page in (eve.get("/queue").text, eve.get("/dashboard").text):
+        assert "&lt;b&gt;eve&lt;/b&gt;" in page and "<b>eve</b>" not in page
 
 
 def test_bad_label_is_refused(run):

@@ -2,10 +2,11 @@
 
 Builds run databases with the real Store from the demo support messages (configs/demo_data), serves
 each with `quarry serve` in its own process, then
-  1. drives headless Chromium (Debian's chromium via playwright) through a scripted session of
-     --items decisions (mostly Enter, some number keys and skips) and reads, in the page, the time
-     from the key event to the first animation frame after the next item is in the DOM; it also
-     reports the same interval as the driver sees it (press -> item id changed, via playwright);
+  1. drives headless Chromium (Debian's chromium via playwright) through scripted sessions of
+     --items decisions (mostly Enter, some number keys and skips), one pressing keys as fast as the
+     driver can and one pausing --pace-ms before each key like a reader, and reads in the page the
+     time from the key event to the next item in the DOM and to the first animation frame after it;
+     it also reports the interval as the driver sees it (press -> item id changed, via playwright);
   2. lets --reviewers threads with httpx each log in and decide until the queue is empty, every
      reviewer also trying to decide a random item it does not hold, then audits the database:
      every accepted decision has exactly one audit record and one human label, none twice, none lost.
@@ -83,7 +84,7 @@ class Server:
         self.process.wait(timeout=10)
 
 
-def browser_session(run_dir: Path, items: int) -> dict:
+def browser_session(run_dir: Path, items: int, pace_ms: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     with Store(run_dir / "quarry.db") as store:
@@ -101,6 +102,7 @@ def browser_session(run_dir: Path, items: int) -> dict:
             page.click("#login")
             page.wait_for_selector("#card:not([hidden])")
             for n in range(items):
+                page.wait_for_timeout(pace_ms)  # a reviewer reads before pressing; 0: as fast as the driver goes
                 before = page.get_attribute("#card", "data-item-id")
                 started = time.perf_counter()
                 page.keyboard.press(keys[n % len(keys)])
@@ -109,12 +111,15 @@ def browser_session(run_dir: Path, items: int) -> dict:
             page.wait_for_function(f"window.quarryTimings.length >= {items}")
             page.wait_for_function(f"document.querySelector('#done').textContent === '{items}'")
             in_page = page.evaluate("window.quarryTimings")
+            in_dom = page.evaluate("window.quarryDomTimings")
+            misses = page.evaluate("window.quarryPrefetchMisses")
             browser.close()
     finally:
         server.close()
     with Store(run_dir / "quarry.db") as store:
         recorded = int(next(store.iter_rows("SELECT COUNT(*) FROM review_log"))[0])
-    return {"items": items, "decisions_recorded": recorded, "in_page_ms": summary(in_page),
+    return {"items": items, "pace_ms": pace_ms, "decisions_recorded": recorded, "prefetch_misses": misses,
+            "in_dom_ms": summary(in_dom), "in_page_ms": summary(in_page),
             "driver_ms": summary(driver_ms)}
 
 
@@ -193,19 +198,28 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--reviewers", type=int, default=20)
     parser.add_argument("--pending", type=int, default=600, help="items in the concurrency run")
+    parser.add_argument("--pace-ms", type=int, nargs="+", default=[0, 300],
+                        help="pause before each key press, one session per value")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "review_latency.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        browser_dir, crowd_dir = Path(tmp) / "browser", Path(tmp) / "crowd"
-        build_db(browser_dir / "quarry.db", pending=args.items + 10)
-        latency = browser_session(browser_dir, args.items)
+        sessions = []
+        for pace in args.pace_ms:
+            session_dir = Path(tmp) / f"browser-{pace}"
+            build_db(session_dir / "quarry.db", pending=args.items + 10)
+            sessions.append(browser_session(session_dir, args.items, pace))
+        crowd_dir = Path(tmp) / "crowd"
         crowd = concurrency(crowd_dir, build_db(crowd_dir / "quarry.db", pending=args.pending), args.reviewers)
-    print(f"\nKey press -> next item shown, {latency['items']} decisions in one headless Chromium session "
-          f"({latency['decisions_recorded']} recorded)")
-    print(f"{'measured':<36}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}")
-    for name, key in (("in page (key event -> next frame)", "in_page_ms"), ("driver (press -> id changed)", "driver_ms")):
-        s = latency[key]
-        print(f"{name:<36}{s['median']:>10.1f}{s['p95']:>10.1f}{s['max']:>10.1f}")
+    print(f"\nKey press -> next item shown: scripted headless Chromium sessions of {args.items} decisions")
+    print(f"{'pause before each key':<22}{'measured':<36}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}{'not prefetched':>16}")
+    for latency in sessions:
+        for name, key in (("in page: key event -> item in DOM", "in_dom_ms"),
+                          ("in page: key event -> next frame", "in_page_ms"),
+                          ("driver: press -> id changed", "driver_ms")):
+            stats = latency[key]
+            print(f"{str(latency['pace_ms']) + ' ms':<22}{name:<36}{stats['median']:>10.1f}{stats['p95']:>10.1f}"
+                  f"{stats['max']:>10.1f}{latency['prefetch_misses']:>16}")
+        assert latency["decisions_recorded"] == args.items
     print(f"\nConcurrency: {crowd['reviewers']} reviewers (threads, httpx) on {crowd['items']} items")
     print(f"{'decisions':>10}{'distinct':>10}{'seconds':>9}{'dec/s':>8}{'conflicts':>11}{'grabs refused':>15}"
           f"{'grabs allowed':>15}{'lost':>6}{'pending':>9}")
@@ -214,7 +228,7 @@ def main() -> None:
           f"{crowd['lost']:>6}{crowd['still_pending']:>9}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"latency": latency, "concurrency": crowd, "cpu_count": __import__("os").cpu_count()},
+    out.write_text(json.dumps({"latency": sessions, "concurrency": crowd, "cpu_count": __import__("os").cpu_count()},
                               indent=2))
     print(f"\nwrote {out}")
 

@@ -14,7 +14,11 @@
   let undoCursor = null;    // walk back through our decisions with repeated u
   let keyAt = null;
   let decidedHere = 0;
-  window.quarryTimings = []; // ms from key press to the next item painted (for the benchmark)
+  // For the benchmark: ms from key press to the next item in the DOM, and to the next frame after it;
+  // how many times the prefetched item was not there yet and had to be fetched while the reviewer waited.
+  window.quarryTimings = [];
+  window.quarryDomTimings = [];
+  window.quarryPrefetchMisses = 0;
 
   const fmt = (x) => (x === null || x === undefined ? "unknown" : x.toFixed(2));
 
@@ -72,6 +76,7 @@
     if (keyAt !== null) {
       const pressed = keyAt;
       keyAt = null;
+      window.quarryDomTimings.push(performance.now() - pressed);
       requestAnimationFrame(() => window.quarryTimings.push(performance.now() - pressed));
     }
   }
@@ -92,6 +97,7 @@
     let item = nextItem;
     nextItem = null;
     if (!item) {
+      if (doneId) window.quarryPrefetchMisses += 1;
       await lastPost;
       const d = await nextJSON(doneId);
       $("pending").textContent = d.pending;

@@ -7,6 +7,7 @@ browser sends one, a same-origin Origin; a Content-Security-Policy allows only t
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -33,6 +34,7 @@ from engine.store import ReviewRow, Store
 HERE = Path(__file__).parent
 SESSION_COOKIE = "quarry_session"
 LOGIN_COOKIE = "quarry_login"
+FAILED_LOGIN_DELAY_S = 0.5
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -152,9 +154,9 @@ def create_app(db_path: str | Path) -> FastAPI:
         return RedirectResponse("/queue" if session_of(request) else "/login", status_code=303)
 
     @app.get("/login", response_class=HTMLResponse)
-    def login_form(request: Request, error: str = "") -> Response:
+    def login_form(request: Request) -> Response:
         nonce = secrets.token_urlsafe(24)
-        response = page(request, "login.html", login_csrf=nonce, error=error)
+        response = page(request, "login.html", login_csrf=nonce, error="")
         response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", path="/login")
         return response
 
@@ -172,8 +174,8 @@ def create_app(db_path: str | Path) -> FastAPI:
 
         session_id = await run_in_threadpool(sign_in)
         if session_id is None:
-            response = page(request, "login.html", status=403, login_csrf=cookie, error="unknown token")
-            return response
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing; generated tokens are unguessable anyway
+            return page(request, "login.html", status=403, login_csrf=cookie, error="unknown token")
         response = RedirectResponse("/queue", status_code=303)
         response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", path="/",
                             max_age=auth.SESSION_S, secure=request.url.scheme == "https")

@@ -37,12 +37,24 @@ def answers(*replies):
 def test_terminal_accept_correct_skip(store):
     shown = []
     counts = review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("a", "x", "3", "s"), say=shown.append)
-    assert counts == {"accepted": 1, "corrected": 1, "skipped": 1}
+    assert counts == {"accepted": 1, "corrected": 1, "skipped": 1, "revised": 0}
     labels = {r.item_id: (r.label, r.source, r.reviewer) for r in store.current_labels()}
     assert labels["i1"] == ("shipping", "human", "ana")
     assert labels["i2"] == ("technical", "human", "ana")
     assert "i3" not in labels and store.pending_count() == 0
     assert any("text 1" in line for line in shown) and "?" in shown  # the bad answer 'x' was asked again
+
+
+def test_terminal_undo_corrects_the_previous_decision_with_a_new_record(store):
+    shown = []
+    counts = review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("a", "u", "3", "s", "q"),
+                                say=shown.append)
+    assert counts["revised"] == 1 and counts["accepted"] == 1 and counts["skipped"] == 1
+    log = ReviewQueue(store).log()
+    assert [(r.item_id, r.label, r.supersedes) for r in log] == [("i1", "shipping", None), ("i1", "technical", log[0].id),
+                                                                 ("i2", None, None)]
+    assert {r.item_id: r.label for r in store.current_labels()}["i1"] == "technical"
+    assert any("you chose shipping" in line for line in shown)
 
 
 def test_terminal_quit_keeps_the_rest_pending(store):

@@ -91,7 +91,13 @@
       .finally(() => { prefetching = null; });
   }
 
-  async function advance(doneId) {
+  function advance(doneId) {
+    return nextEntry(doneId).catch((e) => {
+      notice(`Could not load the next item (${e.message}); reload the page, or log in again.`);
+    });
+  }
+
+  async function nextEntry(doneId) {
     if (resume.length) { show({ item: resume.pop(), correcting: null }); startPrefetch(); return; }
     if (prefetching) await prefetching;
     let item = nextItem;
@@ -127,7 +133,7 @@
   }
 
   async function undo() {
-    await lastPost;
+    await lastPost.catch(() => {});
     const d = await getJSON(`/api/undo${undoCursor ? `?before=${undoCursor}` : ""}`);
     if (!d.item) { notice("Nothing earlier to correct."); return; }
     if (current && !current.correcting) resume.push(current.item);
@@ -136,7 +142,7 @@
   }
 
   function onKey(key) {
-    if (key === "u") { keyAt = null; undo(); return; }
+    if (key === "u") { keyAt = null; undo().catch((e) => notice(`Undo failed (${e.message})`)); return; }
     if (!current) { keyAt = null; return; }
     if (key === "Escape" && current.correcting) { undoCursor = null; advance(null); return; }
     if (key === "Enter" || key === "a") {

@@ -120,3 +120,14 @@ def test_two_browsers_never_get_the_same_item(browser, run):
     for record in decisions(db):
         by_reviewer.setdefault(record.reviewer, []).append(record.item_id)
     assert by_reviewer["ana"] == seen["ana"][:4] and by_reviewer["bo"] == seen["bo"][:4]
+
+
+def test_a_refused_decision_is_reported_on_the_page(browser, run):
+    db, url, tokens = run
+    page, _ = open_queue(browser, url, tokens["ana"])
+    page.wait_for_function("document.querySelector('#pending').textContent !== '?'")  # prefetch answered
+    with Store(db) as store, store.transaction() as conn:
+        conn.execute("DELETE FROM sessions")  # the session ends server-side (e.g. the token was replaced)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#notice').textContent.startsWith('Not recorded (403)')")
+    assert decisions(db) == []

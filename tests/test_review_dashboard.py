@@ -36,3 +36,4 @@ def test_dashboard_counts_and_agreement_with_overlap(tmp_path):
         stats = {r.reviewer: r for r in d.agreement.reviewers}
         assert stats["ana"].agreement_with_final == 1.0 and stats["bo"].agreement_with_final == pytest.approx(2 / 3)
         assert d.decisions_last_hour == 6
+        assert d.rounds == [(0, "labeled", None, None)]

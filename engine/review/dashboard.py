@@ -36,6 +36,7 @@ class Dashboard:
     thresholds: list[ThresholdRow]
     agreement: Agreement
     decisions_last_hour: int
+    rounds: list[tuple[int, str, int | None, float | None]]  # round, phase, labeled total, eval accuracy
 
 
 def teacher_precision(reviewed: Sequence[tuple[float | None, str | None, str]], thresholds: Sequence[float],
@@ -76,4 +77,6 @@ def build_dashboard(queue: ReviewQueue, name: str, threshold: float) -> Dashboar
         thresholds=teacher_precision(reviewed, THRESHOLDS, threshold),
         agreement=agreement([(r.item_id, r.reviewer, r.label) for r in current], finals,
                             [(r.reviewer, r.created_at, r.supersedes) for r in log]),
-        decisions_last_hour=sum(r.created_at >= now - 3600 for r in log))
+        decisions_last_hour=sum(r.created_at >= now - 3600 for r in log),
+        rounds=[(r.round, r.phase, (r.metrics or {}).get("labeled_total"), (r.metrics or {}).get("eval_accuracy"))
+                for r in rounds])

@@ -44,7 +44,7 @@ def teacher_precision(reviewed: Sequence[tuple[float | None, str | None, str]], 
     """reviewed: (teacher confidence, teacher label, human label); what auto-accepting at each threshold would have got right."""
     rows = []
     for t in sorted({*thresholds, configured}):
-        above = [(tl, hl) for conf, tl, hl in reviewed if conf is not None and tl is not None and conf >= t]
+        above = [(tl, hl) for conf, tl, hl in reviewed if conf is not None and tl is not None and conf >= t - 1e-9]
         rows.append(ThresholdRow(threshold=t, reviewed=len(above),
                                  precision=sum(tl == hl for tl, hl in above) / len(above) if above else None,
                                  configured=t == configured))

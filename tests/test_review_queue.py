@@ -1,5 +1,4 @@
 """The shared review queue on a real SQLite run database: leases, conflicts, corrections, overlap, migration."""
-import json
 import sqlite3
 import threading
 

@@ -194,7 +194,7 @@ def test_quarry_serve_binds_loopback_by_default(tmp_path):
     import subprocess
     import sys
 
-    db = make_review_db(tmp_path / "quarry.db", pending=1)
+    make_review_db(tmp_path / "quarry.db", pending=1)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

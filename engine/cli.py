@@ -79,10 +79,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     with _open_store(args.run_dir) as store:
         task = _task(store)
         if args.export_batch:
-            from engine.review.batch import export_batch
+            from engine.review.batch import export_batch, setup_hint
 
-            count = export_batch(_queue(store), args.export_batch, args.format or "label-studio")
-            print(f"wrote {count} pending items to {args.export_batch} ({args.format or 'label-studio'})")
+            fmt = args.format or "label-studio"
+            count = export_batch(_queue(store), args.export_batch, fmt)
+            print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{setup_hint(fmt, task.label_names)}")
         elif args.import_batch:
             from engine.review.batch import import_batch
 

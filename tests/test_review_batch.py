@@ -29,6 +29,7 @@ def annotate_label_studio(tasks, who, choose):
 def test_label_studio_round_trip_with_two_annotators(run_dir, capsys):
     out = run_dir / "batch.json"
     assert main(["review", str(run_dir), "--export-batch", str(out), "--format", "label-studio"]) == 0
+    assert '<Choices name="label" toName="text" choice="single"><Choice value="billing"/>' in capsys.readouterr().out
     tasks = json.loads(out.read_text())
     assert len(tasks) == 4
     first = tasks[0]

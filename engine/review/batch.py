@@ -65,6 +65,18 @@ def argilla_record(review: ReviewRow) -> dict[str, Any]:
             "suggestions": suggestions, "responses": {}, "vectors": {}, "status": "pending"}
 
 
+def setup_hint(fmt: Format, label_names: Sequence[str]) -> str:
+    """How to set up the project in the other tool so that the exported file fits it."""
+    if fmt == "label-studio":
+        from xml.sax.saxutils import quoteattr
+
+        choices = "".join(f"<Choice value={quoteattr(name)}/>" for name in label_names)
+        return (f'Label Studio labeling config: <View><Text name="{FIELD}" value="${FIELD}"/>'
+                f'<Choices name="{QUESTION}" toName="{FIELD}" choice="single">{choices}</Choices></View>')
+    return (f'Argilla settings: rg.Settings(fields=[rg.TextField(name="{FIELD}")], questions=[rg.LabelQuestion('
+            f'name="{QUESTION}", labels={list(label_names)!r})]); log the records with dataset.records.log(records)')
+
+
 def export_batch(queue: ReviewQueue, path: str | Path, fmt: Format) -> int:
     pending = queue.store.reviews(status="pending")
     make = label_studio_task if fmt == "label-studio" else argilla_record

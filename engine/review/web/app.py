@@ -13,6 +13,7 @@ import ipaddress
 import json
 import secrets
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "quarry_session"
 LOGIN_COOKIE = "quarry_login"
 FAILED_LOGIN_DELAY_S = 0.5
+SIMILAR_REFRESH_S = 30.0
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -56,6 +58,7 @@ class _Context:
         self._local = threading.local()
         self._similar_lock = threading.Lock()
         self._similar: tuple[Any, SimilarIndex] | None = None
+        self._similar_at = 0.0
         with Store(db_path) as store:
             self.config: JobConfig = config_from_dict(json.loads(store.config_json()))
         self.labels = self.config.task.label_names
@@ -70,14 +73,15 @@ class _Context:
         return ReviewQueue(self.store(), overlap=self.config.review.overlap, lease_s=self.config.review.lease_s)
 
     def similar(self) -> SimilarIndex:
-        """Rebuilt only when a label was added since the last build."""
+        """Rebuilt when labels were added, at most every SIMILAR_REFRESH_S: each decision adds one, and a
+        refit per item would cost more than a slightly stale list of neighbours is worth."""
         store = self.store()
-        version = next(store.iter_rows("SELECT MAX(id), COUNT(*) FROM labels"))
-        key = (version[0], version[1])
+        latest = next(store.iter_rows("SELECT MAX(id) FROM labels"))[0]
+        now = time.monotonic()
         with self._similar_lock:
-            if self._similar is None or self._similar[0] != key:
+            if self._similar is None or (self._similar[0] != latest and now - self._similar_at >= SIMILAR_REFRESH_S):
                 rows = [(r.item_id, r.text, r.label, r.source) for r in store.current_labels()]
-                self._similar = (key, SimilarIndex(rows))
+                self._similar, self._similar_at = (latest, SimilarIndex(rows)), now
             return self._similar[1]
 
 

@@ -37,3 +37,16 @@ def test_dashboard_counts_and_agreement_with_overlap(tmp_path):
         assert stats["ana"].agreement_with_final == 1.0 and stats["bo"].agreement_with_final == pytest.approx(2 / 3)
         assert d.decisions_last_hour == 6
         assert d.rounds == [(0, "labeled", None, None)]
+
+
+def test_similar_items_rank_by_tfidf_cosine_and_leave_out_the_item_itself():
+    from engine.review.similar import SimilarIndex
+
+    index = SimilarIndex([("a", "refund for a double charge on my card", "billing", "human"),
+                          ("b", "parcel lost in transit, tracking stuck", "shipping", "teacher"),
+                          ("c", "charged twice, please refund the charge", "billing", "teacher"),
+                          ("q", "I was charged twice and want a refund", "billing", "teacher")])
+    found = index.nearest("I was charged twice and want a refund", k=2, exclude="q")
+    assert [n.item_id for n in found] == ["c", "a"] and found[0].score > found[1].score > 0
+    assert SimilarIndex([]).nearest("anything") == []
+    assert index.nearest("zebra xylophone") == []  # nothing shares a word: no neighbours, not random ones

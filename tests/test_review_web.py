@@ -252,3 +252,23 @@ def test_a_waiting_queue_mode_round_picks_up_decisions_made_in_the_app(tmp_path)
     with Store(db) as store:
         assert store.rounds()[0].phase == "reviewed"
         assert sum(r.source == "human" for r in store.current_labels()) == 3
+
+
+def test_overlap_sends_each_item_to_two_reviewers_over_http(tmp_path):
+    db = make_review_db(tmp_path / "quarry.db", pending=2, review={"overlap": 2})
+    with Store(db) as store:
+        tokens = {name: add_reviewer(store, name) for name in ("ana", "bo", "cy")}
+    with running_server(db) as url:
+        clients = {name: login(url, token) for name, token in tokens.items()}
+        firsts = {name: next_item(*clients[name])["item_id"] for name in ("ana", "bo", "cy")}
+        assert firsts["ana"] == firsts["bo"] != firsts["cy"]  # two slots on the first item, the third goes on
+        for name, label in (("ana", "billing"), ("bo", "technical")):
+            client, csrf = clients[name]
+            response = client.post("/api/decide", json={"item_id": firsts["ana"], "label": label},
+                                   headers={"X-CSRF-Token": csrf})
+            assert response.json()["complete"] == (name == "bo")
+        page = clients["cy"][0].get("/dashboard").text
+        assert re.search(r"Fleiss' κ over 1 items with 2 reviewers each", page)
+    with Store(db) as store:
+        label = [r for r in store.current_labels() if r.item_id == firsts["ana"]][0]
+        assert (label.label, label.reviewer, label.reason) == ("billing", "ana", "1 of 2 reviewers chose it")

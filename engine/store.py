@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     created_at REAL NOT NULL,
     decided_at REAL
 );
+CREATE INDEX IF NOT EXISTS reviews_open ON reviews(status, round, created_at);
 CREATE TABLE IF NOT EXISTS review_log (  -- append-only: every human decision and correction, with what was shown
     id INTEGER PRIMARY KEY,
     item_id TEXT NOT NULL REFERENCES items(item_id),

@@ -126,13 +126,13 @@ class ReviewQueue:
                 if live >= max_held:
                     return None
                 held = conn.execute(
-                    f"SELECT r.item_id FROM reviews r JOIN items i USING (item_id) WHERE r.status = 'pending' "
+                    f"SELECT r.item_id FROM reviews r WHERE r.status = 'pending' "
                     f"AND r.item_id NOT IN ({marks}) "
                     f"AND NOT EXISTS (SELECT 1 FROM review_log l WHERE l.item_id = r.item_id AND l.reviewer = ?) "
                     f"AND (SELECT COUNT(DISTINCT reviewer) FROM review_log l WHERE l.item_id = r.item_id) "
                     f"  + (SELECT COUNT(*) FROM leases x WHERE x.item_id = r.item_id AND x.reviewer != ? "
                     f"     AND x.expires_at >= ?) < ? "
-                    f"ORDER BY r.round, r.created_at, i.pos LIMIT 1",
+                    f"ORDER BY r.round, r.created_at, r.rowid LIMIT 1",  # routing order; the index serves it
                     [*skip, reviewer, reviewer, now, self.overlap]).fetchone()
                 if held is None:
                     return None
@@ -197,7 +197,8 @@ class ReviewQueue:
             return self._settle(conn, review, [r for r in current if r.reviewer != reviewer] + [record], now)
 
     def _current(self, conn: sqlite3.Connection, item_id: str) -> list[DecisionRecord]:
-        rows = conn.execute(f"SELECT * FROM ({_CURRENT}) WHERE item_id = ? ORDER BY id", (item_id,)).fetchall()
+        rows = conn.execute("SELECT * FROM review_log WHERE id IN (SELECT MAX(id) FROM review_log WHERE item_id = ? "
+                            "GROUP BY reviewer) ORDER BY id", (item_id,)).fetchall()
         return [DecisionRecord.from_row(r) for r in rows]
 
     def _insert(self, conn: sqlite3.Connection, review: ReviewRow, reviewer: str, label: str | None, via: str,

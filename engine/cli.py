@@ -15,9 +15,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from engine.data import DataError
     from engine.review import DecisionError
     from engine.review.simulate import ReviewError
+    from engine.review.auth import AuthError
+    from engine.review.batch import BatchError
     from engine.store import StoreError
 
-    return (ConfigError, DataError, DecisionError, ReviewError, StoreError, FileNotFoundError)
+    return (ConfigError, DataError, DecisionError, ReviewError, StoreError, AuthError, BatchError, FileNotFoundError)
 
 
 def _quiet_libraries() -> None:
@@ -38,8 +40,19 @@ def _open_store(run_dir: str):
     return Store(path)
 
 
+def _config(store):
+    return config_from_dict(json.loads(store.config_json()))
+
+
 def _task(store):
-    return config_from_dict(json.loads(store.config_json())).task
+    return _config(store).task
+
+
+def _queue(store):
+    from engine.review.queue import ReviewQueue
+
+    review = _config(store).review
+    return ReviewQueue(store, overlap=review.overlap, lease_s=review.lease_s)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,13 +78,52 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     with _open_store(args.run_dir) as store:
         task = _task(store)
-        if args.decisions:
-            summary = import_decisions(store, args.decisions, task.label_names, reviewer=args.reviewer)
+        if args.export_batch:
+            from engine.review.batch import export_batch, setup_hint
+
+            fmt = args.format or "label-studio"
+            count = export_batch(_queue(store), args.export_batch, fmt)
+            print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{setup_hint(fmt, task.label_names)}")
+        elif args.import_batch:
+            from engine.review.batch import import_batch
+
+            result = import_batch(_queue(store), args.import_batch, task.label_names, args.format,
+                                  default_reviewer=args.reviewer)
+            print(f"decided {result.decided}, skipped {result.skipped}, not applied {len(result.conflicts)}"
+                  + "".join(f"\n  {c}" for c in result.conflicts[:10]) + f"\npending {store.pending_count()}")
+        elif args.decisions:
+            summary = import_decisions(_queue(store), args.decisions, task.label_names, reviewer=args.reviewer)
             print(f"decided {summary.decided}, skipped {summary.skipped}, "
                   f"already decided or not pending {len(summary.not_pending)}")
         else:
-            counts = review_in_terminal(store, task.label_names, reviewer=args.reviewer, limit=args.limit)
+            counts = review_in_terminal(_queue(store), task.label_names, reviewer=args.reviewer, limit=args.limit)
             print(", ".join(f"{k} {v}" for k, v in counts.items()) + f"; pending {store.pending_count()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.review.web.app import serve
+
+    with _open_store(args.run_dir) as store:
+        review = _config(store).review
+        path = store.path
+    serve(path, args.host or review.host, args.port or review.port)
+    return 0
+
+
+def cmd_reviewers(args: argparse.Namespace) -> int:
+    from engine.review.auth import add_reviewer, reviewer_names
+
+    with _open_store(args.run_dir) as store:
+        if args.action == "add":
+            token = add_reviewer(store, args.name)
+            print(f"reviewer {args.name}: token {token}\n(shown once; only its hash is stored; log in at `quarry serve`)")
+        else:
+            configured = sorted(_config(store).review.reviewers)
+            for name in reviewer_names(store):
+                print(f"{name}\t(quarry reviewers add)")
+            for name in configured:
+                print(f"{name}\t(config review.reviewers)")
     return 0
 
 
@@ -113,7 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"))
     review.add_argument("--decisions", help="import decisions from a JSONL file instead of asking")
     review.add_argument("--limit", type=int, help="stop after this many items")
+    review.add_argument("--export-batch", metavar="FILE", help="write the pending items for Label Studio or Argilla")
+    review.add_argument("--import-batch", metavar="FILE", help="feed back decisions made in Label Studio or Argilla")
+    review.add_argument("--format", choices=("label-studio", "argilla"),
+                        help="batch format (export default: label-studio; import: detected from the file)")
     review.set_defaults(func=cmd_review)
+
+    serve = commands.add_parser("serve", help="the review web app over a run (loopback by default)")
+    serve.add_argument("run_dir")
+    serve.add_argument("--host", help="address to bind (default: the config's review.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: the config's review.port, 8765)")
+    serve.set_defaults(func=cmd_serve)
+
+    reviewers = commands.add_parser("reviewers", help="create login tokens for the review web app")
+    reviewer_actions = reviewers.add_subparsers(dest="action", required=True)
+    add = reviewer_actions.add_parser("add", help="create or replace a reviewer's token (printed once)")
+    add.add_argument("name")
+    add.add_argument("run_dir")
+    listing = reviewer_actions.add_parser("list", help="reviewers who can log in")
+    listing.add_argument("run_dir")
+    reviewers.set_defaults(func=cmd_reviewers)
 
     export = commands.add_parser("export", help="write the labeled data set")
     export.add_argument("run_dir")

@@ -155,6 +155,11 @@ class ReviewConfig(_Strict):
     mode: Literal["simulate", "queue"] = "simulate"
     wait: bool = False  # queue mode: stop the loop until every pending item is decided
     poll_s: float = Field(default=5.0, gt=0)
+    overlap: int = Field(default=1, ge=1)  # distinct reviewers each item needs; agreement is measured when > 1
+    lease_s: float = Field(default=300.0, gt=0)  # how long an item stays with the reviewer it was shown to
+    host: str = "127.0.0.1"  # `quarry serve`: loopback unless told otherwise
+    port: int = Field(default=8765, ge=1, le=65535)
+    reviewers: dict[str, str] = Field(default_factory=dict)  # name -> login token (or `quarry reviewers add`)
 
 
 class StoppingConfig(_Strict):

@@ -246,7 +246,7 @@ def _review(run: _Run, round_: int, timings: dict[str, float]) -> bool:
         simulate_review(store)
     elif config.review.wait and store.pending_count() > 0:
         run.log(f"round {round_}: waiting for {store.pending_count()} reviews; decide them with "
-                f"`quarry review {run.run_dir}` (polling every {config.review.poll_s:g}s)")
+                f"`quarry serve {run.run_dir}` or `quarry review {run.run_dir}` (polling every {config.review.poll_s:g}s)")
         while store.pending_count() > 0:
             time.sleep(config.review.poll_s)
     timings["review_s"] = timings.get("review_s", 0.0) + time.perf_counter() - started

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from engine.teacher.base import TeacherResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -87,6 +87,53 @@ CREATE TABLE IF NOT EXISTS reviews (
     created_at REAL NOT NULL,
     decided_at REAL
 );
+CREATE INDEX IF NOT EXISTS reviews_open ON reviews(status, round, created_at);
+CREATE TABLE IF NOT EXISTS review_log (  -- append-only: every human decision and correction, with what was shown
+    id INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL REFERENCES items(item_id),
+    reviewer TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('accept', 'relabel', 'skip')),
+    label TEXT,
+    shown TEXT NOT NULL,
+    supersedes INTEGER REFERENCES review_log(id),
+    via TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_log_item ON review_log(item_id, reviewer);
+CREATE INDEX IF NOT EXISTS review_log_reviewer ON review_log(reviewer, id);
+CREATE TABLE IF NOT EXISTS leases (
+    item_id TEXT NOT NULL REFERENCES items(item_id),
+    reviewer TEXT NOT NULL,
+    leased_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (item_id, reviewer)
+);
+CREATE TABLE IF NOT EXISTS reviewers (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    reviewer TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""
+
+# Version 1 databases had decisions only as human label rows and review statuses: give them audit records.
+_MIGRATE_1_TO_2 = """
+INSERT INTO review_log (item_id, reviewer, kind, label, shown, supersedes, via, created_at)
+SELECT r.item_id, COALESCE(l.reviewer, 'unknown'),
+       CASE WHEN r.status = 'skipped' THEN 'skip' WHEN l.label = r.teacher_label THEN 'accept' ELSE 'relabel' END,
+       CASE WHEN r.status = 'skipped' THEN NULL ELSE l.label END,
+       json_object('teacher_label', r.teacher_label, 'teacher_confidence', r.teacher_confidence,
+                   'student_label', r.student_label, 'student_confidence', r.student_confidence, 'reason', r.reason),
+       NULL, 'migrated', COALESCE(l.created_at, r.decided_at, r.created_at)
+FROM reviews r
+LEFT JOIN (SELECT * FROM labels WHERE id IN (SELECT MAX(id) FROM labels WHERE source = 'human' GROUP BY item_id)) l
+       ON l.item_id = r.item_id
+WHERE r.status != 'pending';
 """
 
 # The current label of each item: its latest row in the append-only labels table.
@@ -157,6 +204,17 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older run database up to SCHEMA_VERSION; its tables are already created above."""
+        version = self._value("SELECT value FROM meta WHERE key = 'schema_version'")
+        if version is None or int(version) >= SCHEMA_VERSION:
+            return
+        with self.transaction() as conn:
+            if int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) < 2:
+                conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._conn.close()
@@ -354,21 +412,6 @@ class Store:
         if round_ is None:
             return int(self._value("SELECT COUNT(*) FROM reviews WHERE status = 'pending'"))
         return int(self._value("SELECT COUNT(*) FROM reviews WHERE status = 'pending' AND round = ?", (round_,)))
-
-    def decide(self, item_id: str, label: str | None, reviewer: str, reason: str = "") -> bool:
-        """A human decision: a label (accept or correct), or None to skip. False if it was not pending."""
-        with self.transaction() as conn:
-            row = conn.execute("SELECT round, status FROM reviews WHERE item_id = ?", (item_id,)).fetchone()
-            if row is None or row["status"] != "pending":
-                return False
-            now = time.time()
-            conn.execute("UPDATE reviews SET status = ?, decided_at = ? WHERE item_id = ?",
-                         ("skipped" if label is None else "decided", now, item_id))
-            if label is not None:
-                conn.execute(
-                    "INSERT INTO labels (item_id, label, source, confidence, round, reason, reviewer, created_at) "
-                    "VALUES (?, ?, 'human', NULL, ?, ?, ?, ?)", (item_id, label, row["round"], reason, reviewer, now))
-            return True
 
     def current_labels(self) -> list[LabelRow]:
         rows = self._rows(f"SELECT c.*, i.text, i.gold FROM ({_CURRENT_LABELS}) c JOIN items i USING (item_id) ORDER BY i.pos")

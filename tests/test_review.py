@@ -7,6 +7,7 @@ import pytest
 from engine.export import export
 from engine.config import TaskConfig
 from engine.review import DecisionError, import_decisions, review_in_terminal, simulate_review
+from engine.review.queue import ReviewQueue
 from engine.review.simulate import ReviewError
 from engine.store import Store
 
@@ -35,8 +36,8 @@ def answers(*replies):
 
 def test_terminal_accept_correct_skip(store):
     shown = []
-    counts = review_in_terminal(store, LABELS, "ana", ask=answers("a", "x", "3", "s"), say=shown.append)
-    assert counts == {"accepted": 1, "corrected": 1, "skipped": 1}
+    counts = review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("a", "x", "3", "s"), say=shown.append)
+    assert counts == {"accepted": 1, "corrected": 1, "skipped": 1, "revised": 0}
     labels = {r.item_id: (r.label, r.source, r.reviewer) for r in store.current_labels()}
     assert labels["i1"] == ("shipping", "human", "ana")
     assert labels["i2"] == ("technical", "human", "ana")
@@ -44,15 +45,28 @@ def test_terminal_accept_correct_skip(store):
     assert any("text 1" in line for line in shown) and "?" in shown  # the bad answer 'x' was asked again
 
 
+def test_terminal_undo_corrects_the_previous_decision_with_a_new_record(store):
+    shown = []
+    counts = review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("a", "u", "3", "s", "q"),
+                                say=shown.append)
+    assert counts["revised"] == 1 and counts["accepted"] == 1 and counts["skipped"] == 1
+    log = ReviewQueue(store).log()
+    assert [(r.item_id, r.label, r.supersedes) for r in log] == [("i1", "shipping", None), ("i1", "technical", log[0].id),
+                                                                 ("i2", None, None)]
+    assert {r.item_id: r.label for r in store.current_labels()}["i1"] == "technical"
+    assert any("you chose shipping" in line for line in shown)
+
+
 def test_terminal_quit_keeps_the_rest_pending(store):
-    review_in_terminal(store, LABELS, "ana", ask=answers("1", "q"), say=lambda s: None)
+    review_in_terminal(ReviewQueue(store), LABELS, "ana", ask=answers("1", "q"), say=lambda s: None)
     assert store.pending_count() == 2
+    assert ReviewQueue(store).lease("bo").item.item_id == "i2"  # quitting released the item shown
 
 
 def test_import_decisions(store, tmp_path):
     path = tmp_path / "decisions.jsonl"
     path.write_text('{"id": "i1", "label": "billing"}\n\n{"id": "i2", "skip": true}\n{"id": "i0", "label": "billing"}\n')
-    summary = import_decisions(store, path, LABELS, reviewer="team")
+    summary = import_decisions(ReviewQueue(store), path, LABELS, reviewer="team")
     assert (summary.decided, summary.skipped, summary.not_pending) == (1, 1, ["i0"])
     assert store.pending_count() == 1
 
@@ -67,7 +81,7 @@ def test_bad_decision_files_change_nothing(store, tmp_path, content, message):
     path = tmp_path / "decisions.jsonl"
     path.write_text(content)
     with pytest.raises(DecisionError, match=message):
-        import_decisions(store, path, LABELS, reviewer="team")
+        import_decisions(ReviewQueue(store), path, LABELS, reviewer="team")
     assert store.pending_count() == 3
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from engine.store import Store
+from engine.review.queue import Conflict, ReviewQueue
 
 
 class DecisionError(ValueError):
@@ -20,7 +20,7 @@ class ImportSummary:
     not_pending: list[str]
 
 
-def import_decisions(store: Store, path: str | Path, label_names: Sequence[str], reviewer: str) -> ImportSummary:
+def import_decisions(queue: ReviewQueue, path: str | Path, label_names: Sequence[str], reviewer: str) -> ImportSummary:
     """Check the whole file first, then apply: a bad line rejects the file before anything changes."""
     path = Path(path)
     allowed = set(label_names)
@@ -42,16 +42,19 @@ def import_decisions(store: Store, path: str | Path, label_names: Sequence[str],
         if label not in allowed:
             raise DecisionError(f"{where}: label {label!r} is not one of {sorted(allowed)}")
         parsed.append((str(row["id"]), label))
-    known = store.items_by_id([item_id for item_id, _ in parsed])
+    known = queue.store.items_by_id([item_id for item_id, _ in parsed])
     unknown = [item_id for item_id, _ in parsed if item_id not in known]
     if unknown:
         raise DecisionError(f"{path}: unknown item id {unknown[0]!r}" + (f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""))
     decided = skipped = 0
     not_pending = []
     for item_id, label in parsed:
-        if not store.decide(item_id, label, reviewer=reviewer, reason=f"imported from {path.name}"):
+        try:
+            queue.decide(reviewer, item_id, label, via="import", require_lease=False)
+        except Conflict:
             not_pending.append(item_id)
-        elif label is None:
+            continue
+        if label is None:
             skipped += 1
         else:
             decided += 1

@@ -1,6 +1,7 @@
 """Simulated reviewers answer from the gold labels: for benchmarks, where people are not in the loop."""
 from __future__ import annotations
 
+from engine.review.queue import ReviewQueue
 from engine.store import Store
 
 
@@ -15,6 +16,7 @@ def simulate_review(store: Store) -> int:
     if missing:
         raise ReviewError(f"review.mode simulate needs gold labels (data.label_field), but item '{missing[0]}' "
                           f"and {len(missing) - 1} more have none; use review.mode queue")
+    queue = ReviewQueue(store)
     for review in pending:
-        store.decide(review.item_id, review.gold, reviewer="simulated", reason="simulated from gold")
+        queue.decide("simulated", review.item_id, review.gold, via="simulate", require_lease=False)
     return len(pending)

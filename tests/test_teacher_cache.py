@@ -9,7 +9,8 @@ import json
 import pytest
 
 from engine.config import DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
-from engine.loop import _label, _Run
+from engine.loop import _label, _Run, round_metrics
+from engine.report import status_text
 from engine.store import Store
 from engine.teacher import TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import Usage, call_cost
@@ -115,6 +116,12 @@ def test_new_run_dir_records_cached_calls_and_no_cost(tmp_path, proxy):
         calls = store.teacher_calls(0)
         usage[name] = store.teacher_usage()
         assert len(calls) == len(ITEMS)
+        metrics = round_metrics(store, 0, {"accuracy": 0.0, "macro_f1": 0.0}, {})
+        assert metrics["teacher_cost"] == pytest.approx(sum(c["cost"] for c in calls))
+        assert metrics["round_teacher_cached"] == metrics["teacher_cached"] == usage[name]["cached"]
+        status = status_text(store)
+        assert f"teacher: {len(ITEMS)} calls ({usage[name]['cached']} from the cache, 0 failed)" in status
+        assert f"cost {usage[name]['cost']:.4f}" in status
         if name == "second":
             assert all(c["cached"] == 1 and c["cost"] == 0 for c in calls)
         store.close()

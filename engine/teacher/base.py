@@ -37,11 +37,11 @@ class TeacherResult:
     usage: Usage = field(default_factory=Usage)
     error: ErrorKind | None = None
     error_message: str = ""
-    prompt_hash: str = ""  # the call's cache key: model, rendered prompt(s), sampling parameters, confidence method
+    prompt_hash: str = ""  # identifies the call: model, rendered prompt(s), sampling parameters, confidence method
     latency_s: float = 0.0
     cached: bool = False  # answered from the teacher cache: nothing paid for this call
     cost: float = 0.0  # what this call cost at the configured prices (0 when cached)
-    confidence_method: str = ""  # logprobs | self_consistency | verbalized | p_true | label_likelihood
+    confidence_method: str = ""  # logprobs | self_consistency | verbalized | p_true; "" if the backend does not say
 
     @property
     def ok(self) -> bool:

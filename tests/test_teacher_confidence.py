@@ -139,3 +139,12 @@ def test_token_bucket_spacing_and_debt():
     assert tokens.delay_for(5) == pytest.approx(1.5)
     with pytest.raises(ValueError):
         TokenBucket(per_minute=0)
+
+
+def test_extra_body_goes_on_labeling_requests_only(proxy):
+    [result] = make(proxy, confidence="p_true", extra_body={"top_k": 1}).label(ITEMS[:1])
+    assert result.ok
+    label_request, verify_request = answered(proxy)
+    assert label_request["top_k"] == 1 and "response_format" in label_request
+    # The yes/no check must not be held to the label set by, e.g., vLLM's guided_choice.
+    assert "top_k" not in verify_request and "response_format" not in verify_request

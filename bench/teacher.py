@@ -6,9 +6,11 @@ llama-cpp-python's server runs one request at a time (a lock around its single m
 no parallel slots), so against it concurrency can only overlap the HTTP round trips and the
 client's work. A second series puts a fixed network latency in front of the same server (a
 proxy that waits before forwarding, as a remote API's round trip would), which concurrency does
-hide. Texts: configs/demo_data/pool.jsonl.
+hide. With `--methods N`, each confidence method also labels N gold-labeled texts: accuracy,
+calls and tokens per item, and the AUROC of its confidence for telling right labels from wrong.
+Texts: configs/demo_data/pool.jsonl.
 
-    .venv/bin/python bench/teacher.py [--items 48] [--latency-ms 300] [--out bench/results/teacher.json]
+    .venv/bin/python bench/teacher.py [--items 48] [--latency-ms 300] [--methods 40] [--out bench/results/teacher.json]
 """
 from __future__ import annotations
 
@@ -115,20 +117,57 @@ def measure(teacher, items: list[TeacherItem]) -> dict:
             "completion_tokens_per_s": round(completion / wall, 2), "cached": sum(r.cached for r in results)}
 
 
+def auroc(scores: list[float], positives: list[bool]) -> float | None:
+    """Probability that a right label's confidence exceeds a wrong one's (ties count half)."""
+    right = [s for s, p in zip(scores, positives) if p]
+    wrong = [s for s, p in zip(scores, positives) if not p]
+    if not right or not wrong:
+        return None
+    wins = sum((r > w) + 0.5 * (r == w) for r in right for w in wrong)
+    return wins / (len(right) * len(wrong))
+
+
+def compare_methods(base_url: str, job_task: TaskConfig, records: list[dict], concurrency: int) -> list[dict]:
+    rows = []
+    for method in ("logprobs", "self_consistency", "verbalized", "p_true"):
+        config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
+                                     concurrency=concurrency, cache=False, confidence=method, samples=5)
+        teacher = OpenAITeacher(config, job_task, progress=False)
+        teacher.label([TeacherItem("warm", "warm up")])
+        started = time.perf_counter()
+        results = teacher.label([TeacherItem(r["id"], r["text"]) for r in records])
+        wall = time.perf_counter() - started
+        scored = [(r.confidence, r.label == g["label"]) for r, g in zip(results, records) if r.ok and r.confidence is not None]
+        area = auroc([c for c, _ in scored], [ok for _, ok in scored])
+        rows.append({"method": method, "items": len(records), "failed": sum(r.error is not None for r in results),
+                     "no_confidence": sum(r.ok and r.confidence is None for r in results),
+                     "accuracy": round(sum(r.label == g["label"] for r, g in zip(results, records)) / len(records), 3),
+                     "auroc": None if area is None else round(area, 3),
+                     "tokens_per_item": round(sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in results)
+                                              / len(records), 1),
+                     "seconds_per_item": round(wall / len(records), 2)})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=48)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--methods", type=int, default=0, help="compare confidence methods on this many gold texts")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "teacher.json"))
     args = parser.parse_args()
-    texts = [json.loads(line)["text"] for line in (REPO / "configs" / "demo_data" / "pool.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (REPO / "configs" / "demo_data" / "pool.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in records]
     job_task = task()
     process, root = start_server(args.threads)
     proxy = latency_proxy(root, args.latency_ms / 1000)
-    rows = []
+    rows, methods = [], []
     try:
+        if args.methods:
+            methods = compare_methods(f"{root}/v1", job_task, records[-args.methods:], concurrency=4)
         series = [("llama.cpp", f"{root}/v1"),
                   (f"llama.cpp +{args.latency_ms:g} ms", f"http://127.0.0.1:{proxy.server_address[1]}/v1")]
         for name, base_url in series:
@@ -161,6 +200,13 @@ def main() -> None:
     for r in rows:
         print(f"{r['server']:<26} {r['concurrency']:>4} {r['items']:>5} {r['failed']:>6} {r['wall_s']:>7.2f} "
               f"{r['labels_per_s']:>9.2f} {r['tokens_per_s']:>9.1f} {r['cached']:>6}")
+    if methods:
+        print(f"{'method':<17} {'items':>5} {'failed':>6} {'no conf':>7} {'accuracy':>8} {'AUROC':>6} {'tokens/item':>11} "
+              f"{'s/item':>6}")
+        for m in methods:
+            area = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
+            print(f"{m['method']:<17} {m['items']:>5} {m['failed']:>6} {m['no_confidence']:>7} {m['accuracy']:>8.3f} "
+                  f"{area:>6} {m['tokens_per_item']:>11.1f} {m['seconds_per_item']:>6.2f}")
     speedups = {}
     for name in {r["server"] for r in rows}:
         by = {r["concurrency"]: r for r in rows if r["server"] == name}
@@ -169,7 +215,7 @@ def main() -> None:
             print(f"{name}: concurrency 16 over 1: {speedups[name]:.2f}x labels/s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "speedup_16_over_1": speedups, "threads": args.threads,
+    out.write_text(json.dumps({"rows": rows, "methods": methods, "speedup_16_over_1": speedups, "threads": args.threads,
                                "latency_ms": args.latency_ms, "cpu_count": os.cpu_count()}, indent=1))
     print(f"wrote {out}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 
 import pytest
 
@@ -159,9 +160,10 @@ def test_backend_without_cache_key_is_cached_by_its_config_and_text(tmp_path):
     cache = TeacherCache(tmp_path / "cache.db")
     local = LocalTeacherConfig(cache_path=str(tmp_path / "cache.db"))
     backend = _Counting(local, TASK)
-    wrapped = CachingTeacher(backend, cache, price_input_per_mtok=1.0)
+    wrapped = CachingTeacher(backend, cache, price_input_per_mtok=1.0, confidence_method="label_likelihood")
     first = wrapped.label(ITEMS[:2])
     assert [r.cost for r in first] == [pytest.approx(1e-4)] * 2
+    assert {r.confidence_method for r in first} == {"label_likelihood"}
     second = wrapped.label(ITEMS)
     assert backend.asked == [i.text for i in ITEMS[:2]] + [i.text for i in ITEMS[2:]]
     assert [r.cached for r in second] == [True, True, False, False]
@@ -177,3 +179,20 @@ def test_default_path_follows_the_environment(monkeypatch, tmp_path):
     assert default_cache_path() == tmp_path / "x.db"
     monkeypatch.delenv("QUARRY_TEACHER_CACHE")
     assert default_cache_path().parts[-3:] == (".cache", "quarry", "teacher-cache.db")
+
+
+def test_old_run_database_gets_the_new_call_columns(tmp_path):
+    path = tmp_path / "quarry.db"
+    with sqlite3.connect(path) as conn:  # teacher_calls as it was before cost and cache were recorded
+        conn.execute("CREATE TABLE teacher_calls (id INTEGER PRIMARY KEY, item_id TEXT NOT NULL, round INTEGER NOT NULL, "
+                     "model TEXT NOT NULL, prompt_hash TEXT NOT NULL, label TEXT, confidence REAL, distribution TEXT, "
+                     "raw TEXT NOT NULL, error TEXT, error_message TEXT NOT NULL DEFAULT '', prompt_tokens INTEGER "
+                     "NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0, latency_s REAL NOT NULL "
+                     "DEFAULT 0, created_at REAL NOT NULL)")
+        conn.execute("INSERT INTO teacher_calls (item_id, round, model, prompt_hash, raw, prompt_tokens, created_at) "
+                     "VALUES ('a', 0, 'm', 'h', '', 10, 0)")
+    with Store(path) as store:
+        [old] = store.teacher_calls()
+        assert (old["cached"], old["cost"], old["confidence_method"]) == (0, 0, None)
+        assert store.teacher_usage() == {"calls": 1, "cached": 0, "failed": 0, "prompt_tokens": 10,
+                                         "completion_tokens": 0, "cost": 0.0}

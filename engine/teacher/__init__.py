@@ -12,8 +12,10 @@ def build_teacher(config, task, progress: bool = True) -> Teacher:
     from engine.teacher.cache import CachingTeacher, TeacherCache
 
     cache = TeacherCache(config.cache_path) if config.cache else None
+    # The local teacher's confidence is its label likelihoods; a chat teacher's is the configured method.
+    method = getattr(config, "confidence", "label_likelihood")
     return CachingTeacher(build_backend(config, task, progress), cache, config.price_input_per_mtok,
-                          config.price_output_per_mtok)
+                          config.price_output_per_mtok, confidence_method=method)
 
 
 def build_backend(config, task, progress: bool = True) -> Teacher:

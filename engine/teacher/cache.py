@@ -107,10 +107,11 @@ class CachingTeacher:
     what comes back labeled, and prices every call at the configured rates (0 for a cache hit)."""
 
     def __init__(self, inner: Teacher, cache: TeacherCache | None, price_input_per_mtok: float = 0.0,
-                 price_output_per_mtok: float = 0.0):
+                 price_output_per_mtok: float = 0.0, confidence_method: str = ""):
         self.inner = inner
         self.cache = cache
         self.prices = (price_input_per_mtok, price_output_per_mtok)
+        self.confidence_method = confidence_method  # for results whose backend does not name its method
         self.model_id = inner.model_id
 
     def key(self, item: TeacherItem) -> str:
@@ -134,7 +135,8 @@ class CachingTeacher:
 
         def fresh(index: int, result: TeacherResult) -> None:
             position = misses[index]
-            result = dataclasses.replace(result, cost=call_cost(result.usage, *self.prices))
+            result = dataclasses.replace(result, cost=call_cost(result.usage, *self.prices),
+                                         confidence_method=result.confidence_method or self.confidence_method)
             if self.cache is not None:
                 self.cache.put(keys[position], self.model_id, result)
             results[position] = result

@@ -297,7 +297,8 @@ def test_parse_label_leniency_is_harmless():
     assert parse_label('{"label": "POSITIVE"}', labels)[0] == "positive"
     assert parse_label('{"label": "positive!"}', labels)[1] == "out_of_set"
     assert parse_label('{"answer": "positive"}', labels)[1] == "unparsable"
-    assert parse_label('positive', labels)[1] == "unparsable"
+    assert parse_label(' Positive\n', labels)[0] == "positive"  # a bare label (vLLM's guided_choice)
+    assert parse_label('positive, I think', labels)[1] == "unparsable"
     assert parse_label(None, labels)[1] == "unparsable"
 
 
@@ -323,6 +324,18 @@ def test_label_confidence_walks_tokens_across_the_value():
 
     assert label_confidence(None, "positive", labels) == (None, None)
     assert label_confidence([], "positive", labels) == (None, None)
+    bare = [_token("neg", -0.4, [("neg", -0.4), ("pos", -1.2)]), _token("ative", -0.1)]
+    confidence, distribution = label_confidence(bare, "negative", labels)
+    assert math.isclose(confidence, math.exp(-0.5))
+    assert math.isclose(distribution["positive"], math.exp(-1.2) / (math.exp(-0.5) + math.exp(-1.2)))
     no_top = [_token('{"label": "', -0.1), _token("neutral", -0.3), _token('"}', -0.1)]
     confidence, distribution = label_confidence(no_top, "neutral", labels)
     assert math.isclose(confidence, math.exp(-0.3)) and distribution is None
+
+
+def test_bare_label_answer_is_taken(proxy):
+    """What a server constrained by vLLM's guided_choice answers: the label and nothing else."""
+    proxy.faults = [("rewrite", "negative")]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    assert result.ok and result.label == "negative"
+    assert answered(proxy) == [("rewritten", 200)]  # no stricter retry was needed

@@ -121,11 +121,13 @@ def parse_answer(content: str | None) -> tuple[dict[str, Any] | None, str]:
 
 def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
     """(label, error, message) from the model's answer. Lenient only where it is harmless:
-    surrounding whitespace and code fences are dropped, and a label matching one of the set
-    except for letter case is taken as that label."""
+    surrounding whitespace and code fences are dropped, a label matching one of the set except
+    for letter case is taken as that label, and so is an answer that is a label and nothing else."""
     data, problem = parse_answer(content)
     if data is None:
-        return None, "unparsable", problem
+        # A bare label, exactly (what vLLM's guided_choice gives): unambiguous, so taken.
+        bare = label_of({"label": content.strip()}, labels) if content and content.strip() else None
+        return bare if bare is not None and bare[1] is None else (None, "unparsable", problem)
     return label_of(data, labels)
 
 
@@ -180,9 +182,15 @@ def label_confidence(
         offset += len(token)
     text = "".join(tokens)
     match = _LABEL_VALUE.search(text)
-    if match is None or match.end(1) == match.start(1):
+    if match is not None:
+        begin, end = match.span(1)
+    elif text.strip().casefold() == label.casefold():  # a bare label (vLLM's guided_choice)
+        begin = len(text) - len(text.lstrip())
+        end = begin + len(text.strip())
+    else:
         return None, None
-    begin, end = match.span(1)
+    if end == begin:
+        return None, None
     inside = [i for i, token in enumerate(tokens) if starts[i] < end and starts[i] + len(token) > begin]
     logprobs = [getattr(logprobs_content[i], "logprob", None) for i in inside]
     if not inside or any(lp is None or not math.isfinite(lp) for lp in logprobs):

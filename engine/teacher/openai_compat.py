@@ -125,10 +125,17 @@ def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None,
     for letter case is taken as that label, and so is an answer that is a label and nothing else."""
     data, problem = parse_answer(content)
     if data is None:
-        # A bare label, exactly (what vLLM's guided_choice gives): unambiguous, so taken.
-        bare = label_of({"label": content.strip()}, labels) if content and content.strip() else None
-        return bare if bare is not None and bare[1] is None else (None, "unparsable", problem)
+        bare = bare_label(content, labels)
+        return (bare, None, "") if bare is not None else (None, "unparsable", problem)
     return label_of(data, labels)
+
+
+def bare_label(content: str | None, labels: Sequence[str]) -> str | None:
+    """The label an answer is, with nothing else (what vLLM's guided_choice gives): unambiguous, so taken."""
+    if not content or not content.strip():
+        return None
+    label, error, _ = label_of({"label": content.strip()}, labels)
+    return label if error is None else None
 
 
 def label_of(data: dict[str, Any], labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
@@ -462,7 +469,8 @@ class OpenAITeacher:
     def _parse(self, content: str | None) -> tuple[str | None, dict[str, Any] | None, ErrorKind | None, str]:
         data, problem = parse_answer(content)
         if data is None:
-            return None, None, "unparsable", problem
+            bare = bare_label(content, self.labels) if self.method != "verbalized" else None
+            return (bare, None, None, "") if bare is not None else (None, None, "unparsable", problem)
         label, error, message = label_of(data, self.labels)
         if error is None and self.method == "verbalized":
             confidence, message = verbalized_confidence(data)

@@ -5,12 +5,15 @@ concurrency 1, 4 and 16, and the speed of answers from the teacher-call cache.
 llama-cpp-python's server runs one request at a time (a lock around its single model; it has
 no parallel slots), so against it concurrency can only overlap the HTTP round trips and the
 client's work. A second series puts a fixed network latency in front of the same server (a
-proxy that waits before forwarding, as a remote API's round trip would), which concurrency does
-hide. With `--methods N`, each confidence method also labels N gold-labeled texts: accuracy,
+proxy that waits before forwarding, as a remote API's round trip would), which concurrency
+hides, up to the server's own rate. On a shared machine the load of other processes swings a
+run's speed several times over: each setting runs `--repeats` times in rotated order and the
+table gives the median with the range. With `--methods N`, each confidence method also labels N gold-labeled texts: accuracy,
 calls and tokens per item, and the AUROC of its confidence for telling right labels from wrong.
 Texts: configs/demo_data/pool.jsonl.
 
-    .venv/bin/python bench/teacher.py [--items 48] [--latency-ms 300] [--methods 40] [--out bench/results/teacher.json]
+    .venv/bin/python bench/teacher.py [--items 16] [--repeats 3] [--latency-ms 300] [--methods 30]
+                                      [--out bench/results/teacher.json]
 """
 from __future__ import annotations
 
@@ -152,7 +155,8 @@ def compare_methods(base_url: str, job_task: TaskConfig, records: list[dict], co
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--items", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -170,17 +174,29 @@ def main() -> None:
             methods = compare_methods(f"{root}/v1", job_task, records[-args.methods:], concurrency=4)
         series = [("llama.cpp", f"{root}/v1"),
                   (f"llama.cpp +{args.latency_ms:g} ms", f"http://127.0.0.1:{proxy.server_address[1]}/v1")]
-        for name, base_url in series:
-            for offset, concurrency in enumerate(args.concurrency):
-                config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
-                                             concurrency=concurrency, cache=False, max_tokens=16)
-                teacher = OpenAITeacher(config, job_task, progress=False)
-                teacher.label([TeacherItem("warm", "warm up")])  # settle the response format, warm the model
-                # Different texts per run: the server's own prompt cache must not favour a later run.
-                start = (offset * args.items) % len(texts)
-                items = [TeacherItem(f"i{i}", texts[(start + i) % len(texts)]) for i in range(args.items)]
-                rows.append({"server": name, "concurrency": concurrency, **measure(teacher, items)})
-                print(rows[-1], flush=True)
+        # Each concurrency runs `repeats` times, in a rotated order each time, so a change in the load
+        # of a shared machine does not land on one setting; the table gives the median run.
+        runs: dict[tuple[str, int], list[dict]] = {}
+        batch = 0
+        for repeat in range(args.repeats):
+            for name, base_url in series:
+                order = args.concurrency[repeat % len(args.concurrency):] + args.concurrency[:repeat % len(args.concurrency)]
+                for concurrency in order:
+                    config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
+                                                 concurrency=concurrency, cache=False, max_tokens=16)
+                    teacher = OpenAITeacher(config, job_task, progress=False)
+                    teacher.label([TeacherItem("warm", "warm up")])  # settle the response format, warm the model
+                    # Different texts per run: the server's own prompt cache must not favour a later run.
+                    start = (batch * args.items) % len(texts)
+                    batch += 1
+                    items = [TeacherItem(f"i{i}", texts[(start + i) % len(texts)]) for i in range(args.items)]
+                    runs.setdefault((name, concurrency), []).append(measure(teacher, items))
+                    print(name, concurrency, runs[(name, concurrency)][-1], flush=True)
+        for (name, concurrency), measured in runs.items():
+            ordered = sorted(measured, key=lambda m: m["labels_per_s"])
+            median = ordered[len(ordered) // 2]
+            rows.append({"server": name, "concurrency": concurrency, **median, "runs": len(measured),
+                         "labels_per_s_min": ordered[0]["labels_per_s"], "labels_per_s_max": ordered[-1]["labels_per_s"]})
         # The cache: fill it with one pass, then the same items again answer from it.
         with tempfile.TemporaryDirectory() as folder:
             config = OpenAITeacherConfig(base_url=f"{root}/v1", model="smollm2", api_key_env="QUARRY_BENCH_NO_KEY",
@@ -195,11 +211,13 @@ def main() -> None:
         process.terminate()
         process.wait(timeout=30)
 
-    header = f"{'server':<26} {'conc':>4} {'items':>5} {'failed':>6} {'wall s':>7} {'labels/s':>9} {'tokens/s':>9} {'cached':>6}"
+    header = (f"{'server':<26} {'conc':>4} {'runs':>4} {'items':>5} {'failed':>6} {'wall s':>7} {'labels/s':>9} "
+              f"{'(min-max)':>13} {'tokens/s':>9} {'cached':>6}")
     print(header)
     for r in rows:
-        print(f"{r['server']:<26} {r['concurrency']:>4} {r['items']:>5} {r['failed']:>6} {r['wall_s']:>7.2f} "
-              f"{r['labels_per_s']:>9.2f} {r['tokens_per_s']:>9.1f} {r['cached']:>6}")
+        spread = f"{r['labels_per_s_min']:.2f}-{r['labels_per_s_max']:.2f}" if "runs" in r else ""
+        print(f"{r['server']:<26} {r['concurrency']:>4} {r.get('runs', 1):>4} {r['items']:>5} {r['failed']:>6} "
+              f"{r['wall_s']:>7.2f} {r['labels_per_s']:>9.2f} {spread:>13} {r['tokens_per_s']:>9.1f} {r['cached']:>6}")
     if methods:
         print(f"{'method':<17} {'items':>5} {'failed':>6} {'no conf':>7} {'accuracy':>8} {'AUROC':>6} {'tokens/item':>11} "
               f"{'s/item':>6}")

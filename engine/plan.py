@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import JobConfig, LocalTeacherConfig, OpenAITeacherConfig
+from engine.config import ConfigError, JobConfig, LocalTeacherConfig, OpenAITeacherConfig
 from engine.data import load_job_data
 
 SAMPLE_SIZE = 200
@@ -88,7 +88,7 @@ def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = _load_
     data = load_job_data(config.data, config.task.label_names)
     texts = [r.text for r in data.pool]
     if not texts:
-        raise ValueError("data.pool: the pool is empty: nothing to label")
+        raise ConfigError("data.pool: the pool is empty: nothing to label")
     sample = random.Random(config.loop.seed).sample(texts, min(SAMPLE_SIZE, len(texts)))
     template = load_template(teacher.prompt)
     longest = max(config.task.label_names, key=len)
@@ -101,7 +101,11 @@ def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = _load_
 
         model = teacher.tokenizer
         render = lambda text: label_messages(template, config.task, text, teacher.confidence)  # noqa: E731
-    tokenizer = tokenizer_loader(model) if model else None
+    try:
+        tokenizer = tokenizer_loader(model) if model else None
+    except (OSError, ValueError) as exc:
+        key = "teacher.model" if isinstance(teacher, LocalTeacherConfig) else "teacher.tokenizer"
+        raise ConfigError(f"{key}: cannot load the tokenizer of {model!r}: {' '.join(str(exc).split())[:200]}") from None
     count = _counter(tokenizer)
     how = f"tokenizer of {model}" if tokenizer is not None else "characters / 4 (no tokenizer known: set teacher.tokenizer)"
     prompt = sum(count(render(text)) for text in sample) / len(sample)

@@ -85,3 +85,10 @@ def test_plan_of_a_bad_config_is_one_line(tmp_path, capsys):
     assert main(["plan", path]) == 2
     err = capsys.readouterr().err.strip()
     assert "teacher.openai.confidence" in err and "\n" not in err
+
+
+def test_plan_with_a_tokenizer_that_cannot_load_is_one_line(tmp_path, capsys):
+    path = write_job(tmp_path, server(tokenizer=str(tmp_path / "no-such-model")))
+    assert main(["plan", path]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("quarry: error: teacher.tokenizer: cannot load the tokenizer") and "\n" not in err

@@ -79,7 +79,8 @@ def _from_json(text: str) -> TeacherResult:
     return TeacherResult(**fields)
 
 
-def _template_source(name: str) -> str:
+def template_source(name: str) -> str:
+    """The text of a prompt template (a path, or a file of the prompts package); '' when there is none."""
     path = Path(name)
     if path.is_file():
         return path.read_text(encoding="utf-8")
@@ -98,7 +99,7 @@ def fallback_key(teacher: Any, item: TeacherItem) -> str:
                                                         "cache_dir", "concurrency"}) if config is not None else {}
     parts = [str(CACHE_VERSION), teacher.model_id, json.dumps(settings, sort_keys=True),
              json.dumps(task.model_dump(mode="json") if task is not None else None, sort_keys=True),
-             _template_source(settings.get("prompt", "")), item.text]
+             template_source(settings.get("prompt", "")), item.text]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 

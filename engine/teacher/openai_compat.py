@@ -40,6 +40,7 @@ from tqdm import tqdm
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
 from engine.teacher.base import (TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
+from engine.teacher.cache import template_source
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
 from engine.teacher.prompts import load_template, render_messages
 from engine.teacher.ratelimit import RateLimits
@@ -324,6 +325,8 @@ class OpenAITeacher:
                                     "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method}
         if self.method == "self_consistency":
             sampling.update(samples=config.samples, sample_temperature=config.sample_temperature)
+        if self.method == "p_true":  # the check's question shapes the confidence: a new one is a new call
+            sampling["verify_prompt"] = template_source("verify.j2")
         self.params = json.dumps(sampling, sort_keys=True)
         self.limits = RateLimits.per_minute(config.requests_per_minute, config.tokens_per_minute)
         # "json_schema" (OpenAI, vLLM, llama.cpp's llama-server); "json_object" with a "schema"

@@ -16,7 +16,7 @@ from engine.store import Store
 from engine.teacher import TeacherItem, TeacherResult, build_backend
 from engine.teacher.base import ErrorKind
 from engine.teacher.openai_compat import OpenAITeacher
-from fault_proxy import PASS, Fault, FaultProxy, status
+from fault_proxy import Fault, FaultProxy, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Classify the sentiment of the review.",

@@ -92,15 +92,16 @@ def test_every_fault_kind_ends_labeled_none_lost_none_paid_twice(proxy):
 
 def test_timeout_is_retried_and_then_reported(proxy):
     slow = TEXTS[0]
-    proxy.by_item[slow] = [Fault("delay", seconds=2.5)]
-    teacher = make_teacher(proxy.base_url, timeout_s=2.0, max_retries=1, concurrency=1)
+    # A timeout long enough for the real answer on a loaded machine; the held request outlasts it.
+    proxy.by_item[slow] = [Fault("delay", seconds=10.5)]
+    teacher = make_teacher(proxy.base_url, timeout_s=10.0, max_retries=1, concurrency=1)
     [result] = label_all(teacher, ITEMS[:1])
     assert result.ok, result  # the second try passed
     assert [a.fault for a in proxy.log() if a.item_text == slow][:1] == ["delay"]
     assert proxy.paid() == {slow: 1}
 
-    proxy.by_item[slow] = [Fault("delay", seconds=2.5)] * 2
-    [result] = label_all(teacher, ITEMS[:1])
+    proxy.by_item[slow] = [Fault("delay", seconds=1.5)] * 2
+    [result] = label_all(make_teacher(proxy.base_url, timeout_s=1.0, max_retries=1), ITEMS[:1])
     assert result.error == "timeout" and result.label is None
     assert "after 2 attempts" in result.error_message
     assert proxy.paid() == {slow: 1}  # nothing more was paid

@@ -65,6 +65,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set)
+    _quiet_libraries()
+    from engine.plan import make_plan, plan_text
+
+    print(plan_text(make_plan(config)))
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from engine.report import status_text
 
@@ -155,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config value")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
+
+    plan = commands.add_parser("plan", help="render a sample prompt; estimate the job's teacher calls, tokens and cost")
+    plan.add_argument("config")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config value")
+    plan.set_defaults(func=cmd_plan)
 
     status = commands.add_parser("status", help="rounds, labels by source, pending reviews, last metrics")
     status.add_argument("run_dir")

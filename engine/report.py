@@ -32,6 +32,11 @@ def status_text(store: Store) -> str:
                       "-" if share is None else f"{100 * share:.0f}"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+    usage = store.teacher_usage()
+    if usage["calls"]:
+        lines.append(f"teacher: {usage['calls']} calls ({usage['cached']} from the cache, {usage['failed']} failed), "
+                     f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens paid, "
+                     f"cost {usage['cost']:.4f}")
     stop = store.meta("stop_reason")
     if stop:
         lines.append(f"stopped: {stop}")
@@ -84,5 +89,5 @@ def write_report(store: Store, run_dir: Path) -> Path:
 
 
 _REPORT_COLUMNS = ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
-                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "prompt_tokens",
+                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "prompt_tokens", "teacher_cost",
                    "seconds_scoring", "seconds_labeling", "seconds_training")

@@ -59,7 +59,10 @@ CREATE TABLE IF NOT EXISTS teacher_calls (
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
     latency_s REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    cached INTEGER NOT NULL DEFAULT 0,   -- answered from the teacher cache: paid for by an earlier call
+    cost REAL NOT NULL DEFAULT 0,        -- at the configured prices; 0 when cached
+    confidence_method TEXT
 );
 CREATE INDEX IF NOT EXISTS teacher_calls_item ON teacher_calls(item_id);
 CREATE TABLE IF NOT EXISTS labels (
@@ -136,6 +139,9 @@ LEFT JOIN (SELECT * FROM labels WHERE id IN (SELECT MAX(id) FROM labels WHERE so
 WHERE r.status != 'pending';
 """
 
+_ADDED_CALL_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT NULL DEFAULT 0",
+                       "confidence_method": "TEXT"}
+
 # The current label of each item: its latest row in the append-only labels table.
 _CURRENT_LABELS = """
 SELECT l.* FROM labels l
@@ -204,6 +210,7 @@ class Store:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
+        self._add_missing_columns()
         self._migrate()
 
     def _migrate(self) -> None:
@@ -215,6 +222,13 @@ class Store:
             if int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]) < 2:
                 conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
             conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _add_missing_columns(self) -> None:
+        """Databases made before a column existed get it, with its default."""
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(teacher_calls)")}
+        for name, declaration in _ADDED_CALL_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE teacher_calls ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         self._conn.close()
@@ -358,17 +372,29 @@ class Store:
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO teacher_calls (item_id, round, model, prompt_hash, label, confidence, distribution, raw, "
-                "error, error_message, prompt_tokens, completion_tokens, latency_s, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "error, error_message, prompt_tokens, completion_tokens, latency_s, created_at, cached, cost, "
+                "confidence_method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item_id, round_, model, result.prompt_hash, result.label, result.confidence,
                  json.dumps(result.distribution) if result.distribution is not None else None, result.raw,
                  result.error, result.error_message, result.usage.prompt_tokens, result.usage.completion_tokens,
-                 result.latency_s, time.time()))
+                 result.latency_s, time.time(), int(result.cached), result.cost, result.confidence_method or None))
 
     def teacher_calls(self, round_: int | None = None) -> list[sqlite3.Row]:
         if round_ is None:
             return self._rows("SELECT * FROM teacher_calls ORDER BY id")
         return self._rows("SELECT * FROM teacher_calls WHERE round = ? ORDER BY id", (round_,))
+
+    def teacher_usage(self, round_: int | None = None) -> dict[str, Any]:
+        """Calls, cache hits, failures, paid tokens and cost, of one round or (None) of the run.
+        Tokens count only calls that were paid for: a cache hit's tokens were paid by an earlier call."""
+        where, params = ("WHERE round = ?", (round_,)) if round_ is not None else ("", ())
+        row = self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(cached), 0), COALESCE(SUM(error IS NOT NULL), 0), "
+            "COALESCE(SUM(CASE WHEN cached = 0 THEN prompt_tokens END), 0), "
+            "COALESCE(SUM(CASE WHEN cached = 0 THEN completion_tokens END), 0), COALESCE(SUM(cost), 0.0) "
+            f"FROM teacher_calls {where}", params).fetchone()
+        keys = ("calls", "cached", "failed", "prompt_tokens", "completion_tokens", "cost")
+        return dict(zip(keys, tuple(row)))
 
     def latest_teacher_calls(self, item_ids: Sequence[str]) -> dict[str, sqlite3.Row]:
         """The latest call per item: what a resumed round reuses instead of paying again."""

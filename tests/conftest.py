@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The teacher-call cache of every test session is its own, never the user's ~/.cache/quarry one.
+os.environ["QUARRY_TEACHER_CACHE"] = str(Path(tempfile.mkdtemp(prefix="quarry-test-cache-")) / "teacher-cache.db")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:

@@ -30,7 +30,10 @@ def quarry(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start(run_dir: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "engine", "run", str(DEMO), "--run-dir", str(run_dir), "--no-progress"]
+    # No teacher cache: the kill must land in the middle of a round's paid calls, and cache hits
+    # (from the uninterrupted run of the same session) would finish the round at once.
+    args = [sys.executable, "-m", "engine", "run", str(DEMO), "--run-dir", str(run_dir), "--no-progress",
+            "--set", "teacher.cache=false"]
     for pair in FAST:
         args += ["--set", pair]
     return subprocess.Popen(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"},

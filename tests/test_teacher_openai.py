@@ -20,7 +20,7 @@ import pytest
 
 from conftest import free_port
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
-from engine.teacher import TeacherItem, TeacherResult, build_teacher
+from engine.teacher import TeacherItem, TeacherResult, build_backend
 from engine.teacher.base import ErrorKind, prompt_hash
 from engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
 from engine.teacher.prompts import load_template, render_messages
@@ -44,7 +44,7 @@ ITEMS = [TeacherItem(item_id=f"t{i}", text=text) for i, text in enumerate(TEXTS)
 
 def make_teacher(base_url: str, **overrides) -> OpenAITeacher:
     config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env=NO_KEY, **overrides)
-    teacher = build_teacher(config, TASK)
+    teacher = build_backend(config, TASK)  # the bare backend: no cache between these tests
     assert isinstance(teacher, OpenAITeacher)
     teacher.backoff_initial_s = 0.1  # keep the retry tests short
     teacher.backoff_jitter_s = 0.1
@@ -146,6 +146,7 @@ class FaultProxy:
         self.upstream_root = upstream_root
         self.faults: list[tuple] = []
         self.log: list[tuple[str, int]] = []
+        self.bodies: list[dict] = []  # every request's JSON body, in arrival order
         self._lock = threading.Lock()
         proxy = self
 
@@ -156,6 +157,7 @@ class FaultProxy:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with proxy._lock:
+                    proxy.bodies.append(json.loads(body))
                     fault = proxy.faults.pop(0) if proxy.faults and proxy.faults[0][0] == "status" else None
                 if fault is not None:
                     _, code, headers = fault
@@ -241,21 +243,43 @@ def test_client_error_is_not_retried(proxy):
     assert proxy.log == [("injected", 400)]  # one request, no retry
 
 
-def test_answer_that_is_not_json_is_unparsable(proxy):
-    proxy.faults = [("rewrite", "Sure! The sentiment is positive.")]
+def answered(proxy: FaultProxy) -> list[tuple[str, int]]:
+    """The proxy's log less llama-cpp-python's one 500 refusing the json_schema response format
+    (the teacher then switches to the server's own form)."""
+    return [entry for entry in proxy.log if entry != ("forwarded", 500)]
+
+
+def test_answer_that_is_not_json_is_unparsable_after_a_stricter_retry(proxy):
+    proxy.faults = [("rewrite", "Sure! The sentiment is positive."), ("rewrite", "It is positive.")]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     check_result(result)
     assert result.error == "unparsable"
-    assert result.raw == "Sure! The sentiment is positive."
-    assert result.usage.prompt_tokens > 0  # the call was paid for, and says so
+    assert "stricter prompt" in result.error_message
+    # Both answers are kept for the reviewer, in order.
+    assert result.raw.index("Sure! The sentiment is positive.") < result.raw.index("It is positive.")
+    assert result.usage.prompt_tokens > 0  # the calls were paid for, and say so
+    assert answered(proxy) == [("rewritten", 200), ("rewritten", 200)]
+    # The stricter follow-up carries the first answer and names the problem.
+    follow_up = proxy.bodies[-1]["messages"]
+    assert follow_up[-2] == {"role": "assistant", "content": "Sure! The sentiment is positive."}
+    assert "not JSON" in follow_up[-1]["content"] and "positive, negative, neutral" in follow_up[-1]["content"]
 
 
-def test_label_outside_the_set_is_out_of_set(proxy):
+def test_label_outside_the_set_is_asked_again_and_then_answered(proxy):
     proxy.faults = [("rewrite", '{"label": "mixed"}')]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     check_result(result)
+    assert result.ok, result  # the real server answered the stricter prompt inside the set
+    assert answered(proxy) == [("rewritten", 200), ("forwarded", 200)]
+    assert "'mixed' is not one of" in proxy.bodies[-1]["messages"][-1]["content"]
+
+
+def test_label_outside_the_set_twice_is_out_of_set(proxy):
+    proxy.faults = [("rewrite", '{"label": "mixed"}'), ("rewrite", '{"label": "unsure"}')]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    check_result(result)
     assert result.error == "out_of_set"
-    assert result.raw == '{"label": "mixed"}'
+    assert '{"label": "mixed"}' in result.raw and '{"label": "unsure"}' in result.raw
 
 
 def test_fenced_answer_in_other_case_is_accepted(proxy):
@@ -273,7 +297,8 @@ def test_parse_label_leniency_is_harmless():
     assert parse_label('{"label": "POSITIVE"}', labels)[0] == "positive"
     assert parse_label('{"label": "positive!"}', labels)[1] == "out_of_set"
     assert parse_label('{"answer": "positive"}', labels)[1] == "unparsable"
-    assert parse_label('positive', labels)[1] == "unparsable"
+    assert parse_label(' Positive\n', labels)[0] == "positive"  # a bare label (vLLM's guided_choice)
+    assert parse_label('positive, I think', labels)[1] == "unparsable"
     assert parse_label(None, labels)[1] == "unparsable"
 
 
@@ -299,6 +324,18 @@ def test_label_confidence_walks_tokens_across_the_value():
 
     assert label_confidence(None, "positive", labels) == (None, None)
     assert label_confidence([], "positive", labels) == (None, None)
+    bare = [_token("neg", -0.4, [("neg", -0.4), ("pos", -1.2)]), _token("ative", -0.1)]
+    confidence, distribution = label_confidence(bare, "negative", labels)
+    assert math.isclose(confidence, math.exp(-0.5))
+    assert math.isclose(distribution["positive"], math.exp(-1.2) / (math.exp(-0.5) + math.exp(-1.2)))
     no_top = [_token('{"label": "', -0.1), _token("neutral", -0.3), _token('"}', -0.1)]
     confidence, distribution = label_confidence(no_top, "neutral", labels)
     assert math.isclose(confidence, math.exp(-0.3)) and distribution is None
+
+
+def test_bare_label_answer_is_taken(proxy):
+    """What a server constrained by vLLM's guided_choice answers: the label and nothing else."""
+    proxy.faults = [("rewrite", "negative")]
+    [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
+    assert result.ok and result.label == "negative"
+    assert answered(proxy) == [("rewritten", 200)]  # no stricter retry was needed

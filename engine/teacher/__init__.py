@@ -3,11 +3,23 @@ from __future__ import annotations
 
 from engine.teacher.base import Teacher, TeacherItem, TeacherResult
 
-__all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_teacher"]
+__all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_backend", "build_teacher"]
 
 
 def build_teacher(config, task, progress: bool = True) -> Teacher:
-    """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task."""
+    """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task,
+    behind the call cache (unless `cache: false`) and the price list of the config."""
+    from engine.teacher.cache import CachingTeacher, TeacherCache
+
+    cache = TeacherCache(config.cache_path) if config.cache else None
+    # The local teacher's confidence is its label likelihoods; a chat teacher's is the configured method.
+    method = getattr(config, "confidence", "label_likelihood")
+    return CachingTeacher(build_backend(config, task, progress), cache, config.price_input_per_mtok,
+                          config.price_output_per_mtok, confidence_method=method)
+
+
+def build_backend(config, task, progress: bool = True) -> Teacher:
+    """The bare backend named by `config.kind`, without cache or prices."""
     kind = getattr(config, "kind", None)
     if kind == "openai":
         from engine.teacher.openai_compat import OpenAITeacher

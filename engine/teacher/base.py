@@ -9,7 +9,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol, Sequence
 
-ErrorKind = Literal["timeout", "rate_limit", "server", "connection", "unparsable", "out_of_set", "other"]
+ErrorKind = Literal["timeout", "rate_limit", "server", "connection", "bad_response", "unparsable", "out_of_set", "other"]
+
+# Failures of the transport, not of the answer: the same call may well succeed later, so a failed
+# item is asked again (`teacher.failed_passes`, and on resume) instead of being given to a human.
+TRANSIENT_ERRORS: frozenset[str] = frozenset({"timeout", "rate_limit", "server", "connection", "bad_response"})
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,11 @@ class TeacherResult:
     usage: Usage = field(default_factory=Usage)
     error: ErrorKind | None = None
     error_message: str = ""
-    prompt_hash: str = ""
+    prompt_hash: str = ""  # identifies the call: model, rendered prompt(s), sampling parameters, confidence method
     latency_s: float = 0.0
+    cached: bool = False  # answered from the teacher cache: nothing paid for this call
+    cost: float = 0.0  # what this call cost at the configured prices (0 when cached)
+    confidence_method: str = ""  # logprobs | self_consistency | verbalized | p_true; "" if the backend does not say
 
     @property
     def ok(self) -> bool:
@@ -56,10 +63,18 @@ class Teacher(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: `cache_key(item) -> str`, the `prompt_hash` its call will have. A teacher whose
+    # prompt depends on more than its config and the item's text (few-shot examples) must have it.
+
 
 def prompt_hash(model_id: str, prompt: str, params: str = "") -> str:
     """Key of one call: the same model, prompt and sampling parameters give the same answer's price."""
     return hashlib.sha256(f"{model_id}\x00{params}\x00{prompt}".encode()).hexdigest()[:32]
+
+
+def call_cost(usage: Usage, price_input_per_mtok: float, price_output_per_mtok: float) -> float:
+    """Price of one call's tokens; prices are per million tokens, from the config."""
+    return (usage.prompt_tokens * price_input_per_mtok + usage.completion_tokens * price_output_per_mtok) / 1e6
 
 
 def distribution_to_result(distribution: dict[str, float], raw: str = "", **extra) -> TeacherResult:

@@ -1,28 +1,36 @@
 """A teacher behind any OpenAI-compatible chat server: OpenAI, a vLLM server, a llama.cpp server.
 
-Requests go out concurrently (at most `concurrency` in flight) and each one asks for a JSON
-object whose "label" is constrained by a JSON schema to the task's labels. Transient failures
-(timeouts, refused connections, 429, 5xx) are retried with jittered exponential backoff; what
-still fails after the last try comes back as a typed error on that item's result, never as an
-exception, so one bad item never loses a batch.
+Requests go out concurrently (at most `concurrency` in flight, and within `requests_per_minute`
+and `tokens_per_minute`), each asking for a JSON object whose "label" is constrained by a JSON
+schema to the task's labels. tenacity is the one retry policy (the SDK's own retries are off):
+timeouts, dropped connections, malformed responses, 429 (waiting at least its Retry-After) and
+5xx are retried with jittered exponential backoff; other 4xx are not, as they cannot succeed.
+What still fails after the last try comes back as a typed error on that item's result, never as
+an exception, so one bad item never loses a batch. An answer that does not parse, or names a
+label outside the set, is asked once more with a stricter follow-up (prompts/strict.j2); if
+that fails too, the result carries the error and both raw answers, and routing gives it to a
+human.
 
-The confidence is the probability the model gave to the label string it wrote: the product of
-the probabilities of the tokens inside the JSON string value, read from the returned logprobs.
-Servers differ in what those logprobs mean: llama-cpp-python reports the model's own
-distribution before its grammar masks the tokens outside the schema, so that probability is
-the raw one (often low for a small model) and the distribution over labels, read from the top
-logprobs at the label's first token, is the more useful comparison between labels.
+Confidence (`teacher.confidence`, see engine/teacher/confidence.py): `logprobs` is the
+probability the model gave to the label string it wrote, the product of the probabilities of
+the tokens inside the JSON string value. Servers differ in what those logprobs mean:
+llama-cpp-python reports the model's own distribution before its grammar masks the tokens
+outside the schema, so that probability is the raw one (often low for a small model) and the
+distribution over labels, read from the top logprobs at the label's first token, is the more
+useful comparison between labels.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import email.utils
 import json
 import math
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import openai
@@ -30,8 +38,12 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tqdm import tqdm
 
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
-from engine.teacher.base import ErrorKind, OnResult, TeacherItem, TeacherResult, Usage, prompt_hash
+from engine.teacher.base import (TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
+                                 call_cost, prompt_hash)
+from engine.teacher.cache import template_source
+from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
 from engine.teacher.prompts import load_template, render_messages
+from engine.teacher.ratelimit import RateLimits
 
 # The "label" member of a JSON object and its string value (group 1, still JSON-escaped).
 _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
@@ -53,6 +65,8 @@ def label_schema(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def error_kind(exc: BaseException) -> ErrorKind:
+    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError)):
+        return "bad_response"  # a 200 whose body is not the JSON it should be: a broken hop, worth retrying
     if isinstance(exc, openai.APITimeoutError):
         return "timeout"
     if isinstance(exc, openai.APIConnectionError):
@@ -65,7 +79,7 @@ def error_kind(exc: BaseException) -> ErrorKind:
 
 
 def _retryable(exc: BaseException) -> bool:
-    return error_kind(exc) in ("timeout", "connection", "rate_limit", "server")
+    return error_kind(exc) in TRANSIENT_ERRORS
 
 
 def _retry_after_s(exc: BaseException | None) -> float | None:
@@ -89,12 +103,10 @@ def _retry_after_s(exc: BaseException | None) -> float | None:
         return None
 
 
-def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
-    """(label, error, message) from the model's answer. Lenient only where it is harmless:
-    surrounding whitespace and code fences are dropped, and a label matching one of the set
-    except for letter case is taken as that label."""
+def parse_answer(content: str | None) -> tuple[dict[str, Any] | None, str]:
+    """(the JSON object, problem) of an answer; surrounding whitespace and code fences are dropped."""
     if content is None:
-        return None, "unparsable", "empty answer"
+        return None, "empty answer"
     text = content.strip()
     fenced = _FENCE.match(text)
     if fenced:
@@ -102,8 +114,33 @@ def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None,
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return None, "unparsable", f"answer is not JSON: {exc}"
-    if not isinstance(data, dict) or "label" not in data:
+        return None, f"answer is not JSON: {exc}"
+    if not isinstance(data, dict):
+        return None, "answer is not a JSON object"
+    return data, ""
+
+
+def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
+    """(label, error, message) from the model's answer. Lenient only where it is harmless:
+    surrounding whitespace and code fences are dropped, a label matching one of the set except
+    for letter case is taken as that label, and so is an answer that is a label and nothing else."""
+    data, problem = parse_answer(content)
+    if data is None:
+        bare = bare_label(content, labels)
+        return (bare, None, "") if bare is not None else (None, "unparsable", problem)
+    return label_of(data, labels)
+
+
+def bare_label(content: str | None, labels: Sequence[str]) -> str | None:
+    """The label an answer is, with nothing else (what vLLM's guided_choice gives): unambiguous, so taken."""
+    if not content or not content.strip():
+        return None
+    label, error, _ = label_of({"label": content.strip()}, labels)
+    return label if error is None else None
+
+
+def label_of(data: dict[str, Any], labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
+    if "label" not in data:
         return None, "unparsable", "answer has no \"label\" member"
     value = data["label"]
     if not isinstance(value, str):
@@ -153,9 +190,15 @@ def label_confidence(
         offset += len(token)
     text = "".join(tokens)
     match = _LABEL_VALUE.search(text)
-    if match is None or match.end(1) == match.start(1):
+    if match is not None:
+        begin, end = match.span(1)
+    elif text.strip().casefold() == label.casefold():  # a bare label (vLLM's guided_choice)
+        begin = len(text) - len(text.lstrip())
+        end = begin + len(text.strip())
+    else:
         return None, None
-    begin, end = match.span(1)
+    if end == begin:
+        return None, None
     inside = [i for i, token in enumerate(tokens) if starts[i] < end and starts[i] + len(token) > begin]
     logprobs = [getattr(logprobs_content[i], "logprob", None) for i in inside]
     if not inside or any(lp is None or not math.isfinite(lp) for lp in logprobs):
@@ -192,18 +235,78 @@ def label_confidence(
     return confidence, {k: v / norm for k, v in probabilities.items()}
 
 
+def label_messages(template: Any, task: TaskConfig, text: str, method: str) -> list[dict[str, str]]:
+    """The chat messages asking for an item's label; `verbalized` appends the request for a 0-100
+    confidence (prompts/verbalized.j2) to the last message, after the item, keeping the prefix shared."""
+    messages = render_messages(template, task, text, output="json")
+    if method != "verbalized":
+        return messages
+    last = messages[-1]
+    ask = load_template("verbalized.j2").render().strip()
+    return messages[:-1] + [{**last, "content": f"{last['content']}\n\n{ask}"}]
+
+
+@dataclass
+class _Spent:
+    """Tokens an item's calls used, kept even when a later call of the item fails: it was paid for."""
+
+    usage: Usage = field(default_factory=Usage)
+
+    def add(self, usage: Usage) -> None:
+        self.usage = Usage(self.usage.prompt_tokens + usage.prompt_tokens,
+                           self.usage.completion_tokens + usage.completion_tokens)
+
+
+@dataclass
+class _Session:
+    """What one `label` call's requests share: the client (bound to this event loop) and the
+    request slots (at most `concurrency` requests in flight, whatever the confidence method)."""
+
+    client: openai.AsyncOpenAI
+    slots: asyncio.Semaphore
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A labeling exchange: one request, plus the stricter retry when its answer was not usable."""
+
+    label: str | None
+    data: dict[str, Any] | None
+    raw: str
+    messages: list[dict[str, str]]  # as sent for the answer kept (with the stricter follow-up, if any)
+    logprobs: Any = None
+    error: ErrorKind | None = None
+    message: str = ""
+
+
+class _CallFailed(Exception):
+    """A request that failed for good (after the retries, or at once for a 4xx that cannot succeed)."""
+
+    def __init__(self, kind: ErrorKind, message: str):
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+def _usage_of(response: Any) -> Usage:
+    usage = getattr(response, "usage", None)
+    return Usage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                 completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
+
+
 class OpenAITeacher:
     """Labels through chat completions; see the module docstring."""
 
     backoff_initial_s = 0.5
     backoff_max_s = 30.0
     backoff_jitter_s = 0.5
+    verify_top_logprobs = 20  # the most the OpenAI API gives
 
     def __init__(self, config: OpenAITeacherConfig, task: TaskConfig, progress: bool = True):
         self.progress = progress
         self.config = config
         self.task = task
         self.labels = list(task.label_names)
+        self.method = config.confidence
         self.model_id = f"openai:{config.model}@{config.base_url or 'api.openai.com'}"
         key = os.environ.get(config.api_key_env)
         if not key:
@@ -215,18 +318,30 @@ class OpenAITeacher:
             key = "none"
         self._api_key = key
         self._template = load_template(config.prompt)
-        self.schema = label_schema(self.labels)
-        self.params = json.dumps(
-            {"temperature": config.temperature, "max_tokens": config.max_tokens, "schema": self.schema,
-             "extra_body": config.extra_body},
-            sort_keys=True,
-        )
+        self._strict = load_template("strict.j2")
+        self._verify = load_template("verify.j2")
+        self.schema = verbalized_schema(self.labels) if self.method == "verbalized" else label_schema(self.labels)
+        sampling: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens,
+                                    "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method}
+        if self.method == "self_consistency":
+            sampling.update(samples=config.samples, sample_temperature=config.sample_temperature)
+        if self.method == "p_true":  # the check's question shapes the confidence: a new one is a new call
+            sampling["verify_prompt"] = template_source("verify.j2")
+        self.params = json.dumps(sampling, sort_keys=True)
+        self.limits = RateLimits.per_minute(config.requests_per_minute, config.tokens_per_minute)
         # "json_schema" (OpenAI, vLLM, llama.cpp's llama-server); "json_object" with a "schema"
         # member is llama-cpp-python's form, switched to once the server refuses the first.
         self.response_format_mode = "json_schema"
         self._closed = False
 
     # -- the public, synchronous side -------------------------------------------------------
+
+    def messages(self, text: str) -> list[dict[str, str]]:
+        """The chat messages of an item's labeling request."""
+        return label_messages(self._template, self.task, text, self.method)
+
+    def cache_key(self, item: TeacherItem) -> str:
+        return prompt_hash(self.model_id, json.dumps(self.messages(item.text)), self.params)
 
     def label(self, items: Sequence[TeacherItem], on_result: OnResult | None = None) -> list[TeacherResult]:
         if self._closed:
@@ -250,33 +365,39 @@ class OpenAITeacher:
     # -- the async side -------------------------------------------------------------------------
 
     def _client(self) -> openai.AsyncOpenAI:
+        # max_retries=0: tenacity (below) is the one retry policy, not the SDK's own.
         return openai.AsyncOpenAI(
             api_key=self._api_key, base_url=self.config.base_url, timeout=self.config.timeout_s, max_retries=0
         )
 
     async def _label_all(self, items: list[TeacherItem], on_result: OnResult | None) -> list[TeacherResult]:
         results: list[TeacherResult | None] = [None] * len(items)
-        semaphore = asyncio.Semaphore(self.config.concurrency)
-        client = self._client()
+        items_in_flight = asyncio.Semaphore(self.config.concurrency)
+        session = _Session(self._client(), asyncio.Semaphore(self.config.concurrency))
 
         async def one(position: int) -> tuple[int, TeacherResult]:
-            async with semaphore:
-                return position, await self._label_one(client, items[position])
+            async with items_in_flight:
+                return position, await self._label_one(session, items[position])
 
         tasks = [asyncio.create_task(one(i)) for i in range(len(items))]
+        tokens, cost, failed = 0, 0.0, 0
         try:
-            with tqdm(total=len(items), desc="teacher", unit="item", disable=not self.progress, leave=False) as bar:
+            with tqdm(total=len(items), desc="teacher", unit="label", disable=not self.progress, leave=False) as bar:
                 for next_done in asyncio.as_completed(tasks):
                     position, result = await next_done
                     results[position] = result
                     if on_result is not None:
                         on_result(position, result)
+                    tokens += result.usage.prompt_tokens + result.usage.completion_tokens
+                    cost += result.cost
+                    failed += result.error is not None
+                    bar.set_postfix_str(f"{tokens} tokens, cost {cost:.4f}, failed {failed}", refresh=False)
                     bar.update(1)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await client.close()
+            await session.client.close()
         return [r for r in results if r is not None]
 
     def _response_format(self) -> dict[str, Any]:
@@ -284,17 +405,20 @@ class OpenAITeacher:
             return {"type": "json_schema", "json_schema": {"name": "label", "schema": self.schema, "strict": True}}
         return {"type": "json_object", "schema": self.schema}
 
-    async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]]) -> Any:
-        kwargs: dict[str, Any] = dict(
-            model=self.config.model,
-            messages=messages,
-            temperature=self.config.temperature,
-            max_tokens=self.config.max_tokens,
-        )
-        if self.config.logprobs:
+    async def _request(self, client: openai.AsyncOpenAI, messages: list[dict[str, str]], *, temperature: float,
+                       max_tokens: int, structured: bool, top_logprobs: int | None, seed: int | None) -> Any:
+        """One HTTP request. `top_logprobs` None: no logprobs; `structured`: the answer is held to the
+        label schema and `extra_body` goes along (a verification question has neither)."""
+        kwargs: dict[str, Any] = dict(model=self.config.model, messages=messages, temperature=temperature,
+                                      max_tokens=max_tokens)
+        if top_logprobs is not None:
             kwargs["logprobs"] = True
-            if self.config.top_logprobs:
-                kwargs["top_logprobs"] = self.config.top_logprobs
+            if top_logprobs:
+                kwargs["top_logprobs"] = top_logprobs
+        if seed is not None:
+            kwargs["seed"] = seed
+        if not structured:
+            return await client.chat.completions.create(**kwargs)
         if self.config.extra_body:
             kwargs["extra_body"] = dict(self.config.extra_body)
         mode = self.response_format_mode
@@ -304,6 +428,8 @@ class OpenAITeacher:
             if mode != "json_schema" or not _rejects_json_schema(exc):
                 raise
         self.response_format_mode = "json_object"
+        if self.limits.requests is not None:  # the refused request counted against the server's limit too
+            await self.limits.requests.acquire(1.0)
         return await client.chat.completions.create(response_format=self._response_format(), **kwargs)
 
     def _wait(self, retry_state: Any) -> float:
@@ -314,10 +440,11 @@ class OpenAITeacher:
         asked = _retry_after_s(outcome.exception() if outcome is not None else None)
         return max(backoff, min(asked, _RETRY_AFTER_CAP_S)) if asked is not None else backoff
 
-    async def _label_one(self, client: openai.AsyncOpenAI, item: TeacherItem) -> TeacherResult:
-        messages = render_messages(self._template, self.task, item.text, output="json")
-        key = prompt_hash(self.model_id, json.dumps(messages), self.params)
-        started = time.perf_counter()
+    async def _call(self, session: _Session, messages: list[dict[str, str]], spent: _Spent, *,
+                    temperature: float, max_tokens: int, structured: bool = True,
+                    top_logprobs: int | None = None, seed: int | None = None) -> Any:
+        """A request under the rate limits and the retry policy; raises _CallFailed when it gives up."""
+        estimate = sum(len(m["content"]) for m in messages) / 4 + max_tokens
         attempts = 0
         try:
             async for attempt in AsyncRetrying(
@@ -328,36 +455,112 @@ class OpenAITeacher:
             ):
                 with attempt:
                     attempts += 1
-                    response = await self._request(client, messages)
+                    await self.limits.acquire(estimate)
+                    async with session.slots:
+                        response = await self._request(session.client, messages, temperature=temperature,
+                                                       max_tokens=max_tokens, structured=structured,
+                                                       top_logprobs=top_logprobs, seed=seed)
         except Exception as exc:  # one item's failure is its result, never the batch's exception
-            kind = error_kind(exc)
             tries = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
             message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500] + tries
-            return TeacherResult(label=None, confidence=None, error=kind, error_message=message,
-                                 prompt_hash=key, latency_s=time.perf_counter() - started)
-        latency = time.perf_counter() - started
-        usage = getattr(response, "usage", None)
-        counted = Usage(prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                        completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
-        extra = dict(usage=counted, prompt_hash=key, latency_s=latency)
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            return TeacherResult(label=None, confidence=None, error="unparsable",
-                                 error_message="response has no choices", **extra)
-        choice = choices[0]
-        content = choice.message.content
-        raw = content or ""
-        label, error, message = parse_label(content, self.labels)
-        if error is not None:
-            refusal = getattr(choice.message, "refusal", None)
+            raise _CallFailed(error_kind(exc), message) from exc
+        used = _usage_of(response)
+        spent.add(used)
+        self.limits.settle(estimate, used.prompt_tokens + used.completion_tokens)
+        return response
+
+    def _parse(self, content: str | None) -> tuple[str | None, dict[str, Any] | None, ErrorKind | None, str]:
+        data, problem = parse_answer(content)
+        if data is None:
+            bare = bare_label(content, self.labels) if self.method != "verbalized" else None
+            return (bare, None, None, "") if bare is not None else (None, None, "unparsable", problem)
+        label, error, message = label_of(data, self.labels)
+        if error is None and self.method == "verbalized":
+            confidence, message = verbalized_confidence(data)
+            if confidence is None:
+                return None, data, "unparsable", message
+        return label, data, error, message
+
+    async def _ask(self, session: _Session, messages: list[dict[str, str]], spent: _Spent, *,
+                   temperature: float, logprobs: bool, seed: int | None = None) -> _Answer:
+        """A label from the model; an unusable answer is asked once more with a stricter follow-up."""
+        raws: list[str] = []
+        for strict in (False, True):
+            response = await self._call(session, messages, spent, temperature=temperature,
+                                        max_tokens=self.config.max_tokens, seed=seed,
+                                        top_logprobs=self.config.top_logprobs if logprobs else None)
+            choices = getattr(response, "choices", None) or []
+            choice = choices[0] if choices else None
+            content = choice.message.content if choice is not None else None
+            raws.append(content or "")
+            if choice is None:
+                label, data, error, message = None, None, "unparsable", "response has no choices"
+            else:
+                label, data, error, message = self._parse(content)
+            if error is None:
+                return _Answer(label, data, content or "", messages,
+                               logprobs=getattr(getattr(choice, "logprobs", None), "content", None))
+            refusal = getattr(choice.message, "refusal", None) if choice is not None else None
             if refusal:
                 message = f"refused: {refusal}"
-            if getattr(choice, "finish_reason", None) == "length":
+            if choice is not None and getattr(choice, "finish_reason", None) == "length":
                 message += " (the answer was cut at max_tokens)"
-            return TeacherResult(label=None, confidence=None, raw=raw, error=error, error_message=message, **extra)
-        logprobs = getattr(getattr(choice, "logprobs", None), "content", None)
-        confidence, distribution = label_confidence(logprobs, label, self.labels)
-        return TeacherResult(label=label, confidence=confidence, distribution=distribution, raw=raw, **extra)
+            if strict:
+                break
+            example = '{"label": "<label>", "confidence": <0-100>}' if self.method == "verbalized" else '{"label": "<label>"}'
+            follow_up = self._strict.render(problem=message, example=example, label_names=self.labels).strip()
+            messages = messages + [{"role": "assistant", "content": content or ""}, {"role": "user", "content": follow_up}]
+        return _Answer(None, None, "\n--- after the stricter prompt ---\n".join(raws), messages, error=error,
+                       message=f"{message} (also after a stricter prompt)")
+
+    async def _label_one(self, session: _Session, item: TeacherItem) -> TeacherResult:
+        messages = self.messages(item.text)
+        key = prompt_hash(self.model_id, json.dumps(messages), self.params)
+        started = time.perf_counter()
+        spent = _Spent()
+        try:
+            result = await self._by_method(session, messages, spent)
+        except _CallFailed as failed:
+            result = TeacherResult(label=None, confidence=None, error=failed.kind, error_message=failed.message)
+        cost = call_cost(spent.usage, self.config.price_input_per_mtok, self.config.price_output_per_mtok)
+        return dataclasses.replace(result, usage=spent.usage, prompt_hash=key, cost=cost, confidence_method=self.method,
+                                   latency_s=time.perf_counter() - started)
+
+    async def _by_method(self, session: _Session, messages: list[dict[str, str]], spent: _Spent) -> TeacherResult:
+        cfg = self.config
+        if self.method == "self_consistency":
+            outcomes = await asyncio.gather(
+                *(self._ask(session, messages, spent, temperature=cfg.sample_temperature, logprobs=False, seed=i)
+                  for i in range(cfg.samples)), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            answers = [a for a in outcomes if isinstance(a, _Answer)]
+            vote = majority_vote([a.label for a in answers], self.labels)
+            raw = json.dumps([a.raw for a in answers])
+            if vote.label is None:
+                return TeacherResult(label=None, confidence=None, raw=raw, error=answers[0].error,
+                                     error_message=f"no sample gave a usable label: {answers[0].message}")
+            return TeacherResult(label=vote.label, confidence=vote.confidence, distribution=vote.distribution, raw=raw)
+
+        answer = await self._ask(session, messages, spent, temperature=cfg.temperature,
+                                 logprobs=self.method == "logprobs" and cfg.logprobs)
+        if answer.label is None:
+            return TeacherResult(label=None, confidence=None, raw=answer.raw, error=answer.error,
+                                 error_message=answer.message)
+        if self.method == "verbalized":
+            confidence, _ = verbalized_confidence(answer.data or {})
+            return TeacherResult(label=answer.label, confidence=confidence, raw=answer.raw)
+        if self.method == "p_true":
+            question = self._verify.render(label=answer.label).strip()
+            verify = answer.messages + [{"role": "assistant", "content": answer.raw}, {"role": "user", "content": question}]
+            response = await self._call(session, verify, spent, temperature=0.0, max_tokens=1, structured=False,
+                                        top_logprobs=self.verify_top_logprobs)
+            choices = getattr(response, "choices", None) or []
+            logprobs = getattr(getattr(choices[0], "logprobs", None), "content", None) if choices else None
+            return TeacherResult(label=answer.label, confidence=p_true(logprobs), raw=answer.raw)
+        confidence, distribution = label_confidence(answer.logprobs, answer.label, self.labels)
+        return TeacherResult(label=answer.label, confidence=confidence, distribution=distribution, raw=answer.raw)
 
 
 def _rejects_json_schema(exc: openai.APIStatusError) -> bool:

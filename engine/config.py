@@ -149,6 +149,11 @@ class RoutingConfig(_Strict):
     # sufficient: agreement alone accepts at agreement_threshold or above.
     student_agreement: Literal["ignore", "required", "sufficient"] = "ignore"
     agreement_threshold: float = Field(default=0.5, ge=0, le=1)
+    # Calibrated routing (engine/calibration.py): once min_reviewed reviewed items exist, each round's threshold is
+    # the lowest whose auto-accepted precision (Wilson lower bound) meets target_precision; None keeps it fixed.
+    target_precision: float | None = Field(default=None, gt=0, lt=1)
+    min_reviewed: int = Field(default=30, gt=0)
+    audit_rate: float = Field(default=0.0, ge=0, le=1)  # share of accepted labels a person checks anyway
 
 
 class ReviewConfig(_Strict):

@@ -23,6 +23,7 @@ from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import Usage
+from engine.threshold import routing_for_round, routing_metrics
 from strategies import Scores, SelectionState, make_strategy
 
 Log = Callable[[str], None]
@@ -220,13 +221,17 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
 
         teacher.label([TeacherItem(row["item_id"], row["text"]) for row in todo], on_result=record)
         done = {row["item_id"]: row for row in store.teacher_calls(round_)}
-    router = Router(run.config.routing)
+    routing = routing_for_round(store, run.config.routing, round_)
+    if routing.calibration is not None:
+        run.log(f"round {round_}: calibrated threshold {routing.config.confidence_threshold:.3f} from "
+                f"{routing.calibration.reviewed} reviewed items")
+    router = Router(routing.config)
     accepted, to_review = [], []
     for row in selection:
         call = done[row["item_id"]]
         result = _result_from_row(call)
         student = None if row["student_label"] is None else StudentPrediction(row["student_label"], row["student_confidence"])
-        decision = router.route(result, student)
+        decision = router.route(result, student, row["item_id"])
         if decision.route == "accept":
             accepted.append((row["item_id"], result.label, result.confidence, decision.reason))
         else:
@@ -268,7 +273,7 @@ def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> No
     evaluation = classification_metrics([r.label for r in run.data.eval], predicted, run.labels)
     timings["evaluating_s"] = time.perf_counter() - started
     metrics = round_metrics(store, round_, evaluation, timings)
-    metrics.update(train_steps=stats.steps, train_loss=stats.final_loss)
+    metrics.update(train_steps=stats.steps, train_loss=stats.final_loss, **routing_metrics(store, round_))
     store.set_phase(round_, "done", timings, metrics)
     write_metrics_file(run.run_dir, store.history())
     run.log(f"round {round_}: {metrics['labeled_total']} labels (teacher {metrics['labeled_by_teacher']}, "

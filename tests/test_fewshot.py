@@ -79,6 +79,8 @@ def test_tfidf_similarity():
     sims = vectors @ vectors.T
     assert np.allclose(np.diag(sims), 1.0)
     assert sims[0, 1] > sims[0, 2]
+    small = tfidf(["a b c", "a b", "a"], max_terms=2)  # keeps the words most texts share: a, b
+    assert small.shape == (3, 2) and np.allclose(np.linalg.norm(small, axis=1), 1.0)
 
 
 def prefix_len(a: str, b: str) -> int:

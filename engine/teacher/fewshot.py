@@ -36,17 +36,19 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
-def tfidf(texts: Sequence[str]) -> np.ndarray:
-    """L2-normalised TF-IDF rows (smoothed idf, as scikit-learn's default): the fallback when no student
-    embeddings exist yet (round 0) or do not cover a text."""
+def tfidf(texts: Sequence[str], max_terms: int = 2048) -> np.ndarray:
+    """L2-normalised TF-IDF rows (smoothed idf, as scikit-learn's default) over the `max_terms` words found in
+    most texts (dense, so bounded): the fallback when no student embeddings exist yet (round 0)."""
     docs = [Counter(w.lower() for w in _WORD.findall(t)) for t in texts]
-    vocab = {w: k for k, w in enumerate(sorted(set().union(*docs)))} if docs else {}
-    matrix = np.zeros((len(texts), len(vocab)))
+    df = Counter(word for doc in docs for word in doc)
+    kept = sorted(df, key=lambda w: (-df[w], w))[:max_terms]
+    vocab = {w: k for k, w in enumerate(kept)}
+    matrix = np.zeros((len(texts), len(vocab)), dtype=np.float32)
     for row, doc in enumerate(docs):
         for word, count in doc.items():
-            matrix[row, vocab[word]] = count
-    df = (matrix > 0).sum(axis=0)
-    idf = np.log((1 + len(texts)) / (1 + df)) + 1
+            if word in vocab:
+                matrix[row, vocab[word]] = count
+    idf = np.log((1 + len(texts)) / (1 + np.array([df[w] for w in kept], dtype=np.float32))) + 1
     return normalize(matrix * idf)
 
 

@@ -103,14 +103,18 @@ def test_fixed_examples_stay_in_the_shared_prefix():
     a = json.dumps(render_messages(template, TASK, "item one", "label", fixed + (Example("vote", "politics"),)))
     b = json.dumps(render_messages(template, TASK, "item two", "label", fixed + (Example("match", "sports"),)))
     shared = a[:prefix_len(a, b)]
-    assert "Cup final tonight" in shared and "New phone out" in shared and shared.endswith("\\n\\nText: ")
-    assert shared.index("Labeled examples") > shared.index("politics")  # after the system message
+    assert "Cup final tonight" in shared and "New phone out" in shared
+    assert shared.endswith('{"role": "assistant", "content": "tech"}, {"role": "user", "content": "Text: ')
 
 
-def test_examples_are_rendered_with_labels():
-    messages = render_messages(load_template("classify.j2"), TASK, "x", "json", [Example('say "hi"', "tech")])
-    assert 'Text: say "hi"\nAnswer: {"label": "tech"}' in messages[-1]["content"]
-    assert messages[-1]["content"].endswith("Text: x")
+def test_examples_are_earlier_turns():
+    messages = render_messages(load_template("classify.j2"), TASK, "x", "json",
+                               [Example('say "hi"', "tech"), Example("vote", "politics")])
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert messages[1:5] == [{"role": "user", "content": 'Text: say "hi"'}, {"role": "assistant", "content": '{"label": "tech"}'},
+                             {"role": "user", "content": "Text: vote"}, {"role": "assistant", "content": '{"label": "politics"}'}]
+    assert messages[-1] == {"role": "user", "content": "Text: x"}
+    assert render_messages(load_template("classify.j2"), TASK, "x", "label", [Example("a", "tech")])[2]["content"] == "tech"
 
 
 def label_row(item_id: str, text: str, label: str, source: str) -> LabelRow:

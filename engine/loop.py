@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.config import ConfigError, JobConfig
 from engine.data import JobData, load_job_data
+from engine.examples import with_examples
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction
 from engine.stopping import remaining_budget, stop_reason
@@ -23,6 +24,7 @@ from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import TRANSIENT_ERRORS, Usage
+from engine.threshold import routing_for_round, routing_metrics
 from strategies import Scores, SelectionState, make_strategy
 
 Log = Callable[[str], None]
@@ -205,6 +207,21 @@ def _result_from_row(row: Any) -> TeacherResult:
                          error=row["error"], error_message=row["error_message"], prompt_hash=row["prompt_hash"])
 
 
+def _teacher_items(run: _Run, round_: int, rows: list[Any]) -> list[TeacherItem]:
+    """The round's items for the teacher, with few-shot examples when the config asks for them."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        student = run.get_student()
+        if not student.trained:
+            student.load(run.adapter_dir(round_ - 1))
+        return student.score(texts, progress=False).embeddings
+
+    items = [TeacherItem(row["item_id"], row["text"]) for row in rows]
+    return with_examples(run.config.teacher.few_shot, items, run.store.current_labels(), run.labels,
+                         run.run_dir / "scores" / f"round-{round_:03d}.npz", run.pool_texts,
+                         embed if round_ > 0 else None)
+
+
 def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     """Ask the teacher about every selected item without a recorded answer, then route all of them."""
     store = run.store
@@ -225,15 +242,21 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
         def record(position: int, result: TeacherResult) -> None:
             store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
 
-        teacher.label([TeacherItem(row["item_id"], row["text"]) for row in todo], on_result=record)
+        teacher.label(_teacher_items(run, round_, todo), on_result=record)
     done = {row["item_id"]: row for row in store.teacher_calls(round_)}
-    router = Router(run.config.routing)
+    routing = routing_for_round(store, run.config.routing, round_)
+    if routing.calibration is not None:
+        blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
+        threshold = routing.config.confidence_threshold
+        chosen = f"{threshold:.3f}" if threshold <= 1 else "none (no threshold meets the target: all to review)"
+        run.log(f"round {round_}: calibrated threshold {chosen} from {routing.calibration.reviewed} reviewed items{blind}")
+    router = Router(routing.config)
     accepted, to_review = [], []
     for row in selection:
         call = done[row["item_id"]]
         result = _result_from_row(call)
         student = None if row["student_label"] is None else StudentPrediction(row["student_label"], row["student_confidence"])
-        decision = router.route(result, student)
+        decision = router.route(result, student, row["item_id"])
         if decision.route == "accept":
             accepted.append((row["item_id"], result.label, result.confidence, decision.reason))
         else:
@@ -275,7 +298,7 @@ def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> No
     evaluation = classification_metrics([r.label for r in run.data.eval], predicted, run.labels)
     timings["evaluating_s"] = time.perf_counter() - started
     metrics = round_metrics(store, round_, evaluation, timings)
-    metrics.update(train_steps=stats.steps, train_loss=stats.final_loss)
+    metrics.update(train_steps=stats.steps, train_loss=stats.final_loss, **routing_metrics(store, round_))
     store.set_phase(round_, "done", timings, metrics)
     write_metrics_file(run.run_dir, store.history())
     run.log(f"round {round_}: {metrics['labeled_total']} labels (teacher {metrics['labeled_by_teacher']}, "

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from engine.calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
+from engine.config import RoutingConfig
 from engine.store import Store
+from engine.threshold import reviewed_items
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -74,6 +77,7 @@ def write_report(store: Store, run_dir: Path) -> Path:
     chart = run_dir / "report.png"
     fig.savefig(chart, dpi=110)
     plt.close(fig)
+    calibration = _calibration_section(store, run_dir, plt)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(_num(m.get(k)))}</td>" for k in _REPORT_COLUMNS) + "</tr>"
                    for m in history)
     page = run_dir / "report.html"
@@ -83,11 +87,57 @@ def write_report(store: Store, run_dir: Path) -> Path:
         "tr:nth-child(even){background:#f3f3f3}</style>"
         f"<h1>{html.escape(json.loads(store.config_json())['name'])}</h1>"
         f"<p>{html.escape(store.meta('stop_reason') or 'running')}</p><img src='report.png' width='900'>"
-        "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in _REPORT_COLUMNS) + f"</tr>{rows}</table>",
+        "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in _REPORT_COLUMNS) + f"</tr>{rows}</table>"
+        + calibration,
         encoding="utf-8")
     return page
 
 
+def _calibration_section(store: Store, run_dir: Path, plt: Any) -> str:
+    """Precision of auto-accepted labels against the share accepted (from the reviewed items, audit-weighted),
+    and how well each confidence signal separates right from wrong teacher labels."""
+    routing = RoutingConfig.model_validate(json.loads(store.config_json()).get("routing", {}))
+    items = reviewed_items(store, routing)
+    if not items:
+        return "<h2>Routing calibration</h2><p>No reviewed teacher labels yet.</p>"
+    curve = precision_curve(items, routing.student_agreement, routing.agreement_threshold)
+    points = [p for p in curve if p.precision is not None]
+    target = routing.target_precision
+    chosen: Calibration | None = None if target is None else choose_threshold(
+        items, target, routing.student_agreement, routing.agreement_threshold)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p.accepted_share for p in points], [p.precision for p in points], marker=".", label="precision")
+    ax.plot([p.accepted_share for p in points], [p.precision_lower for p in points], linestyle="--",
+            label="Wilson lower bound")
+    if target is not None:
+        ax.axhline(target, color="grey", linewidth=0.8, label=f"target {target:g}")
+    if chosen is not None and chosen.precision is not None and chosen.accepted_share > 0:
+        ax.plot([chosen.accepted_share], [chosen.precision], "r*", markersize=12,
+                label=f"threshold {chosen.threshold:.3f}")
+    ax.set_xlabel("share of teacher labels auto-accepted")
+    ax.set_ylabel("precision of accepted labels")
+    ax.set_title(f"Routing calibration ({len(items)} reviewed items)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(run_dir / "calibration.png", dpi=110)
+    plt.close(fig)
+    aurocs = "".join(f"<tr><td>{html.escape(name)}</td><td>{_num(value)}</td></tr>"
+                     for name, value in signal_aurocs(items).items())
+    audited = sum(1 for i in items if i.weight != 1.0)
+    chosen_text = "" if chosen is None else (
+        f"<p>Threshold meeting precision {target:g}: "
+        + ("none (every label goes to a person)" if chosen.threshold > 1 else
+           f"{chosen.threshold:.3f}, accepting {100 * chosen.accepted_share:.0f}% at precision "
+           f"{_num(chosen.precision)} (lower bound {_num(chosen.precision_lower)})") + "</p>")
+    return ("<h2>Routing calibration</h2>"
+            f"<p>{len(items)} reviewed teacher labels, {audited} of them audits of accepted labels "
+            "(weighted by 1/audit rate).</p>" + chosen_text + "<img src='calibration.png' width='600'>"
+            "<h3>AUROC of each confidence signal (right vs wrong teacher label)</h3>"
+            f"<table><tr><th>signal</th><th>AUROC</th></tr>{aurocs}</table>")
+
+
 _REPORT_COLUMNS = ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
-                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "prompt_tokens", "teacher_cost",
+                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "routing_threshold",
+                   "calibrated_precision", "prompt_tokens", "teacher_cost",
                    "seconds_scoring", "seconds_labeling", "seconds_training")

@@ -5,6 +5,7 @@ resumed run re-routes a round's recorded teacher calls exactly as the first atte
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,13 +46,27 @@ def _student_says(student: StudentPrediction) -> str:
     return f"'{student.label}'{conf}"
 
 
+def audited(item_id: str, rate: float) -> bool:
+    """Whether an item is in the audit sample: a fixed pseudo-random draw from its id, so a resumed
+    round picks the same items and calibration knows which reviewed items were audits."""
+    return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) / 2**32 < rate
+
+
 class Router:
-    """Applies `RoutingConfig`: a confidence threshold, optionally combined with student agreement."""
+    """Applies `RoutingConfig`: a confidence threshold, optionally combined with student agreement;
+    with `audit_rate`, a random share of the labels it would accept go to a person anyway."""
 
     def __init__(self, config: RoutingConfig):
         self.config = config
 
-    def route(self, result: TeacherResult, student: StudentPrediction | None) -> Decision:
+    def route(self, result: TeacherResult, student: StudentPrediction | None, item_id: str | None = None) -> Decision:
+        decision = self._route(result, student)
+        rate = self.config.audit_rate
+        if decision.route == "accept" and item_id is not None and rate > 0 and audited(item_id, rate):
+            return Decision("human", f"audit sample ({rate:.0%} of accepted labels are checked): {decision.reason}")
+        return decision
+
+    def _route(self, result: TeacherResult, student: StudentPrediction | None) -> Decision:
         if result.error is not None or result.label is None:
             kind = result.error or "no label"
             message = f": {result.error_message}" if result.error_message else ""

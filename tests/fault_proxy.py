@@ -97,8 +97,8 @@ class FaultProxy:
                     note(200)
                     return self._answer(200, b'{"id": "x", "choices": [{"message": {"content": "{\\"lab', {})
                 if fault.kind in ("drop", "delay"):
+                    note(None)  # noted on arrival: the client may give up and finish before the sleep ends
                     time.sleep(fault.seconds)
-                    note(None)
                     self.close_connection = True
                     try:
                         self.connection.shutdown(socket.SHUT_RDWR)

@@ -44,7 +44,7 @@ def test_second_run_makes_no_request_and_pays_nothing(tmp_path, proxy):
     first = build_teacher(config(proxy.base_url, cache_file), TASK, progress=False)
     results = first.label(ITEMS)
     first.close()
-    assert all(r.ok and not r.cached for r in results)
+    assert all(r.ok and not r.cached for r in results), [(r.label, r.error, r.error_message, r.raw) for r in results]
     for r in results:
         assert r.cost == pytest.approx(call_cost(r.usage, 2.0, 8.0)) and r.cost > 0
     paid_once = proxy.paid()

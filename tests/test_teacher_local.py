@@ -27,7 +27,7 @@ def teacher():
 def test_labels_are_in_the_set_with_a_full_distribution(teacher):
     seen = []
     results = teacher.label([TeacherItem(str(i), t) for i, t in enumerate(TEXTS)], on_result=lambda i, r: seen.append(i))
-    assert seen == [0, 1, 2, 3]
+    assert sorted(seen) == [0, 1, 2, 3]  # batches group prompts by length: any order, each once
     for result in results:
         assert result.ok and result.label in TASK.label_names
         assert set(result.distribution) == set(TASK.label_names)

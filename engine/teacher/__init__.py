@@ -7,7 +7,7 @@ __all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_backend", "build_te
 
 
 def build_teacher(config, task, progress: bool = True) -> Teacher:
-    """The teacher for `config` (a LocalTeacherConfig or OpenAITeacherConfig) and the job's task,
+    """The teacher for `config` (a Local-, OpenAI- or VLLMTeacherConfig) and the job's task,
     behind the call cache (unless `cache: false`) and the price list of the config."""
     from engine.teacher.cache import CachingTeacher, TeacherCache
 
@@ -19,7 +19,8 @@ def build_teacher(config, task, progress: bool = True) -> Teacher:
 
 
 def build_backend(config, task, progress: bool = True) -> Teacher:
-    """The bare backend named by `config.kind`, without cache or prices."""
+    """The bare backend named by `config.kind`, without cache or prices; each backend's module, and the
+    libraries it needs, are imported only when it is chosen."""
     kind = getattr(config, "kind", None)
     if kind == "openai":
         from engine.teacher.openai_compat import OpenAITeacher
@@ -29,4 +30,8 @@ def build_backend(config, task, progress: bool = True) -> Teacher:
         from engine.teacher.local import LocalTeacher
 
         return LocalTeacher(config, task, progress=progress)
-    raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local' or 'openai')")
+    if kind == "vllm":
+        from engine.teacher.vllm_offline import VLLMTeacher
+
+        return VLLMTeacher(config, task, progress=progress)
+    raise ValueError(f"teacher.kind: unknown teacher kind {kind!r} (expected 'local', 'openai' or 'vllm')")

@@ -17,9 +17,18 @@ TRANSIENT_ERRORS: frozenset[str] = frozenset({"timeout", "rate_limit", "server",
 
 
 @dataclass(frozen=True)
+class Example:
+    """A labeled text shown to the teacher as a few-shot example."""
+
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
 class TeacherItem:
     item_id: str
     text: str
+    examples: tuple[Example, ...] = ()  # few-shot examples for this item, fixed ones first
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ def template_source(name: str) -> str:
 
 def fallback_key(teacher: Any, item: TeacherItem) -> str:
     """Key for a teacher without `cache_key`: everything that shapes its prompt and answer, that is
-    its config (less the keys that only say how to pay and wait), its task, its template's text
-    and the item's text."""
+    its config (less the keys that only say how to pay and wait), its task, its template's text,
+    the item's few-shot examples and its text."""
     config = getattr(teacher, "config", None)
     task = getattr(teacher, "task", None)
     settings = config.model_dump(mode="json", exclude={"cache", "cache_path", "price_input_per_mtok",
@@ -99,7 +99,8 @@ def fallback_key(teacher: Any, item: TeacherItem) -> str:
                                                         "cache_dir", "concurrency"}) if config is not None else {}
     parts = [str(CACHE_VERSION), teacher.model_id, json.dumps(settings, sort_keys=True),
              json.dumps(task.model_dump(mode="json") if task is not None else None, sort_keys=True),
-             template_source(settings.get("prompt", "")), item.text]
+             template_source(settings.get("prompt", "")),
+             json.dumps([[e.text, e.label] for e in item.examples]), item.text]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
 

@@ -38,7 +38,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from tqdm import tqdm
 
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
-from engine.teacher.base import (TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
+from engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
 from engine.teacher.cache import template_source
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
@@ -235,10 +235,11 @@ def label_confidence(
     return confidence, {k: v / norm for k, v in probabilities.items()}
 
 
-def label_messages(template: Any, task: TaskConfig, text: str, method: str) -> list[dict[str, str]]:
+def label_messages(template: Any, task: TaskConfig, text: str, method: str,
+                   examples: Sequence[Example] = ()) -> list[dict[str, str]]:
     """The chat messages asking for an item's label; `verbalized` appends the request for a 0-100
     confidence (prompts/verbalized.j2) to the last message, after the item, keeping the prefix shared."""
-    messages = render_messages(template, task, text, output="json")
+    messages = render_messages(template, task, text, output="json", examples=examples)
     if method != "verbalized":
         return messages
     last = messages[-1]
@@ -336,12 +337,12 @@ class OpenAITeacher:
 
     # -- the public, synchronous side -------------------------------------------------------
 
-    def messages(self, text: str) -> list[dict[str, str]]:
+    def messages(self, text: str, examples: Sequence[Example] = ()) -> list[dict[str, str]]:
         """The chat messages of an item's labeling request."""
-        return label_messages(self._template, self.task, text, self.method)
+        return label_messages(self._template, self.task, text, self.method, examples)
 
     def cache_key(self, item: TeacherItem) -> str:
-        return prompt_hash(self.model_id, json.dumps(self.messages(item.text)), self.params)
+        return prompt_hash(self.model_id, json.dumps(self.messages(item.text, item.examples)), self.params)
 
     def label(self, items: Sequence[TeacherItem], on_result: OnResult | None = None) -> list[TeacherResult]:
         if self._closed:
@@ -514,7 +515,7 @@ class OpenAITeacher:
                        message=f"{message} (also after a stricter prompt)")
 
     async def _label_one(self, session: _Session, item: TeacherItem) -> TeacherResult:
-        messages = self.messages(item.text)
+        messages = self.messages(item.text, item.examples)
         key = prompt_hash(self.model_id, json.dumps(messages), self.params)
         started = time.perf_counter()
         spent = _Spent()

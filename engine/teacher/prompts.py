@@ -2,17 +2,23 @@
 
 A template renders to text with `### system` / `### user` section markers, so one file
 serves both chat servers and local models. The task part (instruction, label list) comes
-first and the item last: a shared prefix lets servers reuse their prefix cache.
+first, then the few-shot examples as earlier user/assistant turns (fixed ones before per-item
+ones; as turns, a small model answered AG News at 0.50 instead of 0.13 with the examples in one
+message, 30 texts), and the item last: every
+prompt of a job starts with the same text, so servers (vLLM's prefix caching, llama.cpp's
+`cache_prompt`) compute that prefix once.
 """
 from __future__ import annotations
 
 import importlib.resources
 import re
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 
 from engine.config import TaskConfig
+from engine.teacher.base import Example
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 
@@ -34,9 +40,12 @@ def load_template(name: str) -> jinja2.Template:
     return _environment().from_string(source)
 
 
-def render_messages(template: jinja2.Template, task: TaskConfig, text: str, output: str = "label") -> list[dict[str, str]]:
-    """`output` tells the template how the answer must look: "label" (bare) or "json" ({"label": ...})."""
-    rendered = template.render(task=task, labels=task.labels, label_names=task.label_names, text=text, output=output)
+def render_messages(template: jinja2.Template, task: TaskConfig, text: str, output: str = "label",
+                    examples: Sequence[Example] = ()) -> list[dict[str, str]]:
+    """`output` tells the template how the answer must look: "label" (bare) or "json" ({"label": ...});
+    `examples` are few-shot examples, rendered after the task and before the item."""
+    rendered = template.render(task=task, labels=task.labels, label_names=task.label_names, text=text, output=output,
+                               examples=list(examples))
     parts = _SECTION.split(rendered)
     if len(parts) < 3:
         return [{"role": "user", "content": rendered.strip()}]

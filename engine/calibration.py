@@ -1,0 +1,169 @@
+"""Calibrated routing: pick the confidence threshold from what people said about the teacher.
+
+Everything here is a pure function of arrays of reviewed items (teacher label and confidence,
+the person's label, optionally the student's prediction), so it is tested on hand-made numbers.
+
+Why weights: the items people review are not a random sample. Items the rule would have
+accepted reach a person only as a random audit sample (`routing.audit_rate`), so each audited
+item stands for 1/audit_rate accepted items; items routed to a person because they were not
+confident enough are all reviewed (weight 1). Without audits nothing is known above the
+threshold in use, and the threshold can only move down, never up.
+
+The precision a threshold must meet is checked on a conservative estimate: the Wilson score
+lower bound (95%, one-sided z = 1.645 by default) of the weighted precision, computed with
+Kish's effective sample size so that heavy audit weights do not pass for many observations.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+
+AgreementMode = Literal["ignore", "required", "sufficient"]
+
+
+@dataclass(frozen=True)
+class ReviewedItem:
+    teacher_label: str
+    teacher_confidence: float
+    human_label: str
+    student_label: str | None = None
+    student_confidence: float | None = None
+    weight: float = 1.0  # how many teacher-labeled items this one stands for (1/audit rate for audits)
+
+    @property
+    def correct(self) -> bool:
+        return self.teacher_label == self.human_label
+
+    @property
+    def agrees(self) -> bool:
+        return self.student_label is not None and self.student_label == self.teacher_label
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    threshold: float
+    accepted_share: float  # weighted share of items the rule accepts at this threshold
+    precision: float | None  # weighted precision of the accepted ones; None when none is accepted
+    precision_lower: float | None  # Wilson lower bound at the effective sample size
+    accepted: int  # reviewed items accepted (unweighted)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float  # > 1 means nothing is accepted: no threshold met the target
+    precision: float | None
+    precision_lower: float | None
+    accepted_share: float
+    reviewed: int
+    curve: tuple[CurvePoint, ...]
+
+
+NOTHING_ACCEPTED = math.nextafter(1.0, 2.0)
+
+
+def wilson_lower(successes: float, n: float, z: float = 1.645) -> float:
+    """Lower end of the Wilson score interval of a proportion (successes and n may be fractional)."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    margin = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
+    return max(0.0, (centre - margin) / (1 + z2 / n))
+
+
+def accepts(confidence: np.ndarray, agrees: np.ndarray, threshold: float, mode: AgreementMode,
+            agreement_threshold: float) -> np.ndarray:
+    """Which items `engine.routing.Router` accepts at `threshold` (vectorised; a test holds the two equal)."""
+    confident = confidence >= threshold
+    if mode == "ignore":
+        return confident
+    if mode == "required":
+        return confident & agrees
+    return confident | (agrees & (confidence >= agreement_threshold))
+
+
+def precision_curve(items: Sequence[ReviewedItem], mode: AgreementMode = "ignore", agreement_threshold: float = 0.5,
+                    z: float = 1.645) -> tuple[CurvePoint, ...]:
+    """Precision of the accepted labels against the share accepted, at every distinct teacher confidence
+    (lowest threshold first) and finally at a threshold that accepts nothing."""
+    if not items:
+        return ()
+    conf = np.array([i.teacher_confidence for i in items], dtype=float)
+    agrees = np.array([i.agrees for i in items], dtype=bool)
+    correct = np.array([i.correct for i in items], dtype=float)
+    weight = np.array([i.weight for i in items], dtype=float)
+    total = weight.sum()
+    points = []
+    for threshold in [*np.unique(conf).tolist(), NOTHING_ACCEPTED]:
+        mask = accepts(conf, agrees, threshold, mode, agreement_threshold)
+        w = weight[mask]
+        if w.sum() <= 0:
+            points.append(CurvePoint(threshold, 0.0, None, None, 0))
+            continue
+        precision = float((w * correct[mask]).sum() / w.sum())
+        effective = float(w.sum() ** 2 / (w ** 2).sum())
+        points.append(CurvePoint(threshold, float(w.sum() / total), precision,
+                                 wilson_lower(precision * effective, effective, z), int(mask.sum())))
+    return tuple(points)
+
+
+def choose_threshold(items: Sequence[ReviewedItem], target_precision: float, mode: AgreementMode = "ignore",
+                     agreement_threshold: float = 0.5, z: float = 1.645) -> Calibration:
+    """The lowest threshold (the most labels accepted) whose precision lower bound meets the target;
+    if none does, a threshold above 1 that sends everything to people."""
+    curve = precision_curve(items, mode, agreement_threshold, z)
+    for point in curve:
+        if point.precision_lower is not None and point.precision_lower >= target_precision:
+            return Calibration(point.threshold, point.precision, point.precision_lower, point.accepted_share,
+                               len(items), curve)
+    last = curve[-1] if curve else CurvePoint(NOTHING_ACCEPTED, 0.0, None, None, 0)
+    return Calibration(NOTHING_ACCEPTED, last.precision, last.precision_lower, last.accepted_share, len(items), curve)
+
+
+def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with midranks for ties); None without both classes."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_s = s[order]
+    start = 0
+    while start < len(s):
+        end = start
+        while end + 1 < len(s) and sorted_s[end + 1] == sorted_s[start]:
+            end += 1
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def student_support(item: ReviewedItem) -> float | None:
+    """How much the student backs the teacher's label, in [0, 1]: agreements rank above disagreements,
+    a sure agreement highest, a sure disagreement lowest."""
+    if item.student_label is None or item.student_confidence is None:
+        return None
+    if item.agrees:
+        return 0.5 + item.student_confidence / 2
+    return (1 - item.student_confidence) / 2
+
+
+def signal_aurocs(items: Sequence[ReviewedItem]) -> dict[str, float | None]:
+    """How well each confidence signal separates the teacher's right labels from its wrong ones.
+
+    `teacher+student` averages teacher confidence and student support (items without a
+    student prediction are left out of the student signals).
+    """
+    correct = [i.correct for i in items]
+    result: dict[str, float | None] = {"teacher": auroc([i.teacher_confidence for i in items], correct)}
+    with_student = [(i, student_support(i)) for i in items if student_support(i) is not None]
+    result["student"] = auroc([s for _, s in with_student], [i.correct for i, _ in with_student])
+    result["teacher+student"] = auroc([(i.teacher_confidence + s) / 2 for i, s in with_student],
+                                      [i.correct for i, _ in with_student])
+    return result

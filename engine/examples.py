@@ -1,0 +1,51 @@
+"""Few-shot examples for a round's teacher items, from the run's labels and embeddings.
+
+Embeddings: the student's pooled embeddings of the pool (the round's scores cache), with the
+few texts it lacks (seed items) embedded by `embed`; TF-IDF when the config asks for it, or
+before the student exists (round 0).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.config import FewShotConfig
+from engine.store import LabelRow
+from engine.teacher.base import Example, TeacherItem
+from engine.teacher.fewshot import choose_examples, tfidf
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def _student_embeddings(texts: list[str], scores_file: Path, pool_texts: Sequence[str],
+                        embed: Embed | None) -> np.ndarray | None:
+    if not scores_file.is_file():
+        return None
+    with np.load(scores_file) as saved:
+        pool = saved["embeddings"]
+    row_of = {text: row for row, text in enumerate(pool_texts)}
+    missing = sorted({t for t in texts if t not in row_of})
+    if missing and embed is None:
+        return None
+    extra = embed(missing) if missing else np.zeros((0, pool.shape[1]))
+    extra_row = {text: row for row, text in enumerate(missing)}
+    return np.stack([pool[row_of[t]] if t in row_of else extra[extra_row[t]] for t in texts])
+
+
+def with_examples(config: FewShotConfig, items: list[TeacherItem], labels: Sequence[LabelRow],
+                  label_order: Sequence[str], scores_file: Path, pool_texts: Sequence[str],
+                  embed: Embed | None = None) -> list[TeacherItem]:
+    """`items` with their few-shot blocks (unchanged when few-shot is off or nothing is labeled yet)."""
+    candidates = [Example(r.text, r.label) for r in labels if config.source == "all" or r.source != "teacher"]
+    if not candidates or (config.k == 0 and config.per_label == 0):
+        return items
+    texts = [c.text for c in candidates] + [i.text for i in items]
+    vectors = _student_embeddings(texts, scores_file, pool_texts, embed) if config.embeddings == "student" else None
+    if vectors is None:
+        vectors = tfidf(texts)
+    blocks = choose_examples(vectors[len(candidates):], vectors[:len(candidates)], candidates, label_order,
+                             config.k, config.per_label, config.max_tokens, config.relevance_weight,
+                             item_texts=[i.text for i in items])
+    return [TeacherItem(i.item_id, i.text, block) for i, block in zip(items, blocks)]

@@ -1,0 +1,124 @@
+"""Calibrated routing against a real run database: routing rounds by hand (the loop's routing step without
+a model), deciding reviews from gold, and checking the threshold each round records and uses."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from engine.calibration import NOTHING_ACCEPTED
+from engine.config import RoutingConfig
+from engine.report import write_report
+from engine.review import simulate_review
+from engine.routing import Router, StudentPrediction, audited
+from engine.store import Store
+from engine.teacher.base import TeacherResult
+from engine.threshold import reviewed_items, routing_for_round, routing_metrics
+
+
+def make_store(tmp_path, n: int, seed: int = 0) -> tuple[Store, dict[str, float]]:
+    """A pool of n items with gold 'a'; each has a teacher confidence drawn uniformly."""
+    store = Store(tmp_path / "quarry.db")
+    store.initialize(json.dumps({"name": "calib", "routing": {"target_precision": 0.9, "audit_rate": 0.3}}), [(f"i{k}", f"text {k}", "a") for k in range(n)], [])
+    rng = np.random.default_rng(seed)
+    return store, {f"i{k}": float(c) for k, c in enumerate(rng.uniform(0.3, 1.0, n).round(3))}
+
+
+def route_round(store: Store, round_: int, ids: list[str], confidence: dict[str, float], config: RoutingConfig,
+                right_above: float, wrong_above: float = 2.0) -> float:
+    """The teacher answers 'a' (right) at confidence >= right_above, unless >= wrong_above; otherwise 'b'."""
+    store.create_round(round_, "random", [(i, None, None, None) for i in ids], {})
+    routing = routing_for_round(store, config, round_)
+    router = Router(routing.config)
+    accepted, to_review = [], []
+    for item_id in ids:
+        conf = confidence[item_id]
+        label = "a" if right_above <= conf < wrong_above else "b"
+        result = TeacherResult(label, conf)
+        store.record_teacher_call(item_id, round_, "m", result)
+        decision = router.route(result, None, item_id)
+        if decision.route == "accept":
+            accepted.append((item_id, label, conf, decision.reason))
+        else:
+            to_review.append({"item_id": item_id, "reason": decision.reason, "teacher_label": label,
+                              "teacher_confidence": conf, "teacher_raw": "", "student_label": None,
+                              "student_confidence": None})
+    store.commit_routing(round_, accepted, to_review, {})
+    simulate_review(store)
+    return routing.config.confidence_threshold
+
+
+def test_fixed_threshold_until_enough_reviews_then_adapts(tmp_path):
+    store, conf = make_store(tmp_path, 400)
+    config = RoutingConfig(confidence_threshold=0.95, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
+    ids = list(conf)
+    thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.6) for r in range(5)]
+    assert thresholds[0] == 0.95  # nothing reviewed yet
+    # The teacher is always right at >= 0.6: the threshold falls to near 0.6 (a little below, as far as
+    # the few wrong labels it then lets in keep the bound at the target) and stays there.
+    assert all(0.55 <= t <= 0.7 for t in thresholds[2:]), thresholds
+    metrics = routing_metrics(store, 4)
+    assert metrics["routing_threshold"] == thresholds[4]
+    assert metrics["calibrated_precision_lower"] >= 0.9 and metrics["calibrated_precision"] > 0.95
+    assert routing_metrics(store, 0)["calibrated_precision"] is None
+
+
+def test_threshold_rises_when_audits_find_confident_mistakes(tmp_path):
+    store, conf = make_store(tmp_path, 400, seed=1)
+    config = RoutingConfig(confidence_threshold=0.6, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
+    ids = list(conf)
+    # Right between 0.5 and 0.8, wrong above: only audits of accepted labels can show it.
+    thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.5, wrong_above=0.8)
+                  for r in range(4)]
+    assert thresholds[0] == 0.6
+    assert thresholds[-1] == NOTHING_ACCEPTED  # no threshold keeps the confident mistakes out
+
+
+def test_audited_items_weigh_one_over_the_rate(tmp_path):
+    store, conf = make_store(tmp_path, 200, seed=2)
+    config = RoutingConfig(confidence_threshold=0.7, audit_rate=0.25)
+    route_round(store, 0, list(conf), conf, config, right_above=0.0)
+    items = reviewed_items(store, config)
+    above = [i for i in items if i.teacher_confidence >= 0.7]
+    below = [i for i in items if i.teacher_confidence < 0.7]
+    assert above and below
+    assert all(i.weight == 4.0 for i in above) and all(i.weight == 1.0 for i in below)
+    # Every item below the threshold is reviewed; above it, exactly the audit sample.
+    assert len(below) == sum(c < 0.7 for c in conf.values())
+    assert len(above) == sum(c >= 0.7 and audited(i, 0.25) for i, c in conf.items())
+
+
+def test_audit_reason_and_determinism():
+    router = Router(RoutingConfig(audit_rate=0.5))
+    ids = [f"x{k}" for k in range(200)]
+    decisions = [router.route(TeacherResult("a", 0.99), StudentPrediction("a", 0.9), i) for i in ids]
+    sent = [d for d in decisions if d.route == "human"]
+    assert 70 < len(sent) < 130
+    assert sent[0].reason == "audit sample (50% of accepted labels are checked): teacher confidence 0.99 >= 0.80"
+    assert decisions == [router.route(TeacherResult("a", 0.99), StudentPrediction("a", 0.9), i) for i in ids]
+    assert Router(RoutingConfig()).route(TeacherResult("a", 0.99), None, "x1").route == "accept"
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_audit_extremes(rate):
+    decision = Router(RoutingConfig(audit_rate=rate)).route(TeacherResult("a", 0.99), None, "x1")
+    assert decision.route == ("accept" if rate == 0 else "human")
+
+
+def test_report_has_the_curve_and_the_aurocs(tmp_path):
+    store, conf = make_store(tmp_path, 200, seed=3)
+    config = RoutingConfig(confidence_threshold=0.8, target_precision=0.9, audit_rate=0.3)
+    route_round(store, 0, list(conf), conf, config, right_above=0.6)
+    page = write_report(store, tmp_path).read_text()
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
+    assert "<h2>Routing calibration</h2>" in page and "calibration.png" in page
+    audits = sum(c >= 0.8 and audited(i, 0.3) for i, c in conf.items())
+    assert f"{sum(c < 0.8 for c in conf.values()) + audits} reviewed teacher labels, {audits} of them audits" in page
+    # Confidence separates right (>= 0.6) from wrong perfectly here.
+    assert "<tr><td>teacher</td><td>1.000</td></tr>" in page
+    assert "<tr><td>student</td><td>-</td></tr>" in page
+    found = re.search(r"Threshold meeting precision 0.9: ([0-9.]+), accepting \d+% at precision [0-9.]+ "
+                      r"\(lower bound ([0-9.]+)\)", page)
+    assert found and 0.55 <= float(found[1]) <= 0.65 and float(found[2]) >= 0.9

@@ -1,0 +1,52 @@
+"""Candidate subsampling: let any strategy look at a few thousand unlabeled items instead of the whole pool.
+
+Any strategy takes the params `subsample` (how many unlabeled candidates), `subsample_method`
+(`random`, or `seals`: the nearest unlabeled neighbours of the labeled items, Coleman et al. 2022,
+"Similarity Search for Efficient Active Learning and Search of Rare Concepts", AAAI) and
+`subsample_neighbours` (neighbours per labeled item for seals). The inner strategy then runs on the
+candidates plus the labeled items (core-set and CAL measure distances to those), so a quadratic
+strategy costs what it costs on `subsample` items, whatever the pool size.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, needs_of, require
+
+METHODS = ("random", "seals")
+
+
+class Subsampled:
+    def __init__(self, inner: QueryStrategy, size: int, method: str = "random", neighbours: int = 100):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"strategy.params.subsample: must be a positive integer, got {size!r}")
+        if method not in METHODS:
+            raise ValueError(f"strategy.params.subsample_method: must be one of {', '.join(METHODS)}, got {method!r}")
+        if not isinstance(neighbours, int) or neighbours < 1:
+            raise ValueError(f"strategy.params.subsample_neighbours: must be a positive integer, got {neighbours!r}")
+        self.inner, self.size, self.method, self.neighbours = inner, size, method, neighbours
+        self.name = inner.name
+        self.needs = needs_of(inner) | ({EMBEDDINGS} if method == "seals" else frozenset())
+
+    def candidates(self, scores: Scores, state: SelectionState, rng: np.random.Generator) -> np.ndarray:
+        """`size` unlabeled pool indices, sorted; all of them when there are no more."""
+        unlabeled = state.unlabeled_indices
+        if len(unlabeled) <= self.size:
+            return unlabeled
+        labeled = state.labeled_indices
+        if self.method == "random" or len(labeled) == 0:
+            return np.sort(rng.choice(unlabeled, size=self.size, replace=False))
+        emb = require(scores, f"{self.name} (seals subsampling)", EMBEDDINGS)
+        index = NearestNeighbors(n_neighbors=min(self.neighbours, len(unlabeled))).fit(emb[unlabeled])
+        _, near = index.kneighbors(emb[labeled])
+        found = unlabeled[np.unique(near)]
+        if len(found) >= self.size:
+            return np.sort(rng.choice(found, size=self.size, replace=False))
+        rest = np.setdiff1d(unlabeled, found, assume_unique=True)
+        return np.sort(np.concatenate([found, rng.choice(rest, size=self.size - len(found), replace=False)]))
+
+    def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
+        rows = np.concatenate([self.candidates(scores, state, rng), state.labeled_indices])
+        chosen = self.inner.select(scores.take(rows), state.take(rows), k, rng)
+        return rows[chosen].astype(np.int64)

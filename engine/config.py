@@ -174,6 +174,15 @@ class StoppingConfig(_Strict):
     min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
     min_gain_rounds: int = Field(default=2, gt=0)
     metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+    # Label-free criteria on a fixed stop set of pool items, scored by each round's student:
+    stabilizing_kappa: float | None = Field(default=None, gt=0, le=1)  # stop at mean kappa >= this (e.g. 0.99)
+    stabilizing_window: int = Field(default=3, gt=0)  # over this many consecutive round pairs
+    max_uncertainty: float | None = Field(default=None, ge=0, le=1)  # stop at mean entropy / log(c) <= this
+    stop_set_size: int = Field(default=2000, gt=0)
+
+    @property
+    def uses_stop_set(self) -> bool:
+        return self.stabilizing_kappa is not None or self.max_uncertainty is not None
 
 
 class LoopConfig(_Strict):

@@ -18,7 +18,7 @@ from engine.config import ConfigError, JobConfig
 from engine.data import JobData, load_job_data
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction
-from engine.stopping import remaining_budget, stop_reason
+from engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
 from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
@@ -304,11 +304,27 @@ def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> No
     timings["evaluating_s"] = time.perf_counter() - started
     metrics = round_metrics(store, round_, evaluation, timings)
     metrics.update(train_steps=stats.steps, train_loss=stats.final_loss)
+    if config.loop.stopping.uses_stop_set:
+        metrics.update(_stop_set_metrics(run, round_, student))
     store.set_phase(round_, "done", timings, metrics)
     write_metrics_file(run.run_dir, store.history())
     run.log(f"round {round_}: {metrics['labeled_total']} labels (teacher {metrics['labeled_by_teacher']}, "
             f"human {metrics['labeled_by_human']}), eval accuracy {metrics['eval_accuracy']:.3f}, "
             f"macro-F1 {metrics['eval_macro_f1']:.3f}")
+
+
+def _stop_set_metrics(run: _Run, round_: int, student: Student) -> dict[str, float | None]:
+    """Score the fixed stop set; its predictions are kept per round for the next round's kappa."""
+    loop = run.config.loop
+    rows = stop_set_indices(len(run.pool_texts), loop.stopping.stop_set_size, loop.seed)
+    probs = student.score([run.pool_texts[i] for i in rows], progress=run.progress, desc="stop set").probs
+    folder = run.run_dir / "stop_set"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"round-{round_:03d}.tmp.npy"
+    np.save(tmp, probs.argmax(axis=1))
+    tmp.replace(folder / f"round-{round_:03d}.npy")
+    previous = folder / f"round-{round_ - 1:03d}.npy"
+    return stop_set_metrics(probs, np.load(previous) if previous.is_file() else None)
 
 
 def _share(numerator: int, denominator: int) -> float | None:

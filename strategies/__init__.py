@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from strategies.base import (EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, SelectionState, needs_of,
+from strategies.base import (EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of,
                              top_k_unlabeled)
 from strategies.contrastive import CAL
 from strategies.diversity import CoreSet, InformationDensity, KMeansSampling
@@ -69,7 +69,8 @@ def make_strategy(name: str, params: dict[str, Any] | None = None) -> QueryStrat
     return strategy
 
 
-__all__ = ["STRATEGIES", "QueryStrategy", "Scores", "SelectionState", "make_strategy", "needs_of", "top_k_unlabeled",
+__all__ = ["STRATEGIES", "QueryStrategy", "Scores", "SelectionState", "make_strategy", "needs_of", "mc_passes_of",
+           "top_k_unlabeled",
            "EMBEDDINGS", "MC_PROBS", "RandomSampling", "LeastConfidence", "Margin", "Entropy", "BALD",
            "KMeansSampling", "CoreSet", "InformationDensity", "ExpectedGradientLength", "BADGE",
            "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled"]

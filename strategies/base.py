@@ -84,6 +84,11 @@ def needs_of(strategy: object) -> frozenset[str]:
     return frozenset(getattr(strategy, "needs", ()))
 
 
+def mc_passes_of(*strategies: object) -> int:
+    """MC-dropout passes the strategies (or their parts) asked the loop for; 0 when none reads `mc_probs`."""
+    return max((int(getattr(s, "mc_passes", 0)) for s in strategies), default=0)
+
+
 def require(scores: Scores, strategy: str, what: str) -> np.ndarray:
     """The input a strategy needs, or a one-line error saying the caller did not compute it."""
     value = getattr(scores, what)

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from strategies.base import EMBEDDINGS, Scores, SelectionState, mc_passes_of, require, top_k_unlabeled
 from strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
@@ -56,6 +56,7 @@ class KMeansSampling:
         self.uncertainty = _UNCERTAINTY[uncertainty]()
         self.needs = frozenset({EMBEDDINGS}) | (getattr(self.uncertainty, "needs", frozenset())
                                                 if pick == "uncertain" else frozenset())
+        self.mc_passes = mc_passes_of(self.uncertainty) if pick == "uncertain" else 0
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
         candidates = state.unlabeled_indices
@@ -135,6 +136,7 @@ class InformationDensity:
             raise ValueError(f"strategy.params.beta: must be >= 0, got {beta!r}")
         self.uncertainty, self.beta = _UNCERTAINTY[uncertainty](), float(beta)
         self.needs = frozenset({EMBEDDINGS}) | getattr(self.uncertainty, "needs", frozenset())
+        self.mc_passes = mc_passes_of(self.uncertainty)
 
     def density(self, scores: Scores) -> np.ndarray:
         emb = require(scores, self.name, EMBEDDINGS).astype(np.float64)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import Scores, SelectionState, needs_of, rank_normalise, top_k_unlabeled
+from strategies.base import Scores, SelectionState, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
 from strategies.diversity import KMeansSampling
 
 
@@ -54,6 +54,7 @@ class WeightedMixture:
                 raise ValueError(f"strategy.params.weights.{name}: strategy '{name}' has no per-item utility to mix")
             self.components.append((float(weight), component))
         self.needs = frozenset().union(*(needs_of(c) for _, c in self.components))
+        self.mc_passes = mc_passes_of(*(c for _, c in self.components))
 
     def utility(self, scores: Scores, state: SelectionState) -> np.ndarray:
         unlabeled = state.unlabeled_indices
@@ -86,6 +87,7 @@ class TwoStage:
             raise ValueError(f"strategy.params.prefilter: strategy '{prefilter}' has no per-item utility")
         self.factor, self.diversity = factor, _build("diversity", diversity)
         self.needs = needs_of(self.prefilter) | needs_of(self.diversity)
+        self.mc_passes = mc_passes_of(self.prefilter, self.diversity)
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
         shortlist = top_k_unlabeled(self.prefilter.utility(scores, state), state, self.factor * k, rng)
@@ -125,6 +127,7 @@ class Adaptive:
         self.switch_round, self.agreement = switch_round, agreement
         self.cold = KMeansSampling()
         self.needs = needs_of(self.early) | needs_of(self.late) | needs_of(self.cold)
+        self.mc_passes = mc_passes_of(self.early, self.late)
 
     def phase(self, scores: Scores, state: SelectionState) -> str:
         """'cold', 'early' or 'late': which strategy this round uses."""

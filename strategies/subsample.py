@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, needs_of, require
+from strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of, require
 
 METHODS = ("random", "seals")
 
@@ -28,6 +28,7 @@ class Subsampled:
         self.inner, self.size, self.method, self.neighbours = inner, size, method, neighbours
         self.name = inner.name
         self.needs = needs_of(inner) | ({EMBEDDINGS} if method == "seals" else frozenset())
+        self.mc_passes = mc_passes_of(inner)
 
     def candidates(self, scores: Scores, state: SelectionState, rng: np.random.Generator) -> np.ndarray:
         """`size` unlabeled pool indices, sorted; all of them when there are no more."""

@@ -95,6 +95,15 @@ class TestNeeds:
         with pytest.raises(ValueError, match=r"strategy 'bald' needs scores.mc_probs"):
             make_strategy("bald").select(Scores(probs=np.full((4, 2), 0.5)), state(4), 2, rng())
 
+    def test_mc_passes_reach_the_loop_through_wrappers_and_hybrids(self):
+        from strategies import mc_passes_of
+
+        assert mc_passes_of(make_strategy("bald", {"mc_passes": 7})) == 7
+        assert mc_passes_of(make_strategy("bald", {"mc_passes": 7, "subsample": 100})) == 7
+        assert mc_passes_of(make_strategy("two_stage", {"prefilter": "bald"})) == 10
+        assert mc_passes_of(make_strategy("mixture", {"weights": {"bald": 1}, "params": {"bald": {"mc_passes": 4}}})) == 4
+        assert mc_passes_of(make_strategy("margin")) == 0
+
     def test_mc_probs_shape_checked(self):
         with pytest.raises(ValueError, match=r"mc_probs must be \(T, n, c\)"):
             Scores(probs=np.full((4, 2), 0.5), mc_probs=np.full((3, 5, 2), 0.5))

@@ -59,7 +59,9 @@ def teacher_embeddings(model: str, gguf_file: str | None, cache_dir: str | None,
     from engine.teacher.local import load_causal_lm
 
     tokenizer, lm = load_causal_lm(model, gguf_file, cache_dir)
-    return mean_pooled(lm.eval(), tokenizer, texts, batch_size, max_length, progress, desc="teacher embedding")
+    # The decoder without its LM head: projecting every token onto the vocabulary would cost more than the rest.
+    backbone = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
+    return mean_pooled(backbone.eval(), tokenizer, texts, batch_size, max_length, progress, desc="teacher embedding")
 
 
 def cache_key(*parts: object) -> str:

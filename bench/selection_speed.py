@@ -29,7 +29,7 @@ from strategies import STRATEGIES, MC_PROBS, Scores, SelectionState, make_strate
 VARIANTS: list[tuple[str, str, dict]] = [(name, name, {}) for name in STRATEGIES] + [
     ("kmeans", "kmeans+sub10k", {"subsample": 10_000}),
     ("coreset", "coreset+sub10k", {"subsample": 10_000}),
-    ("coreset", "coreset+seals10k", {"subsample": 10_000, "subsample_method": "seals", "subsample_neighbours": 10}),
+    ("coreset", "coreset+seals10k", {"subsample": 10_000, "subsample_method": "seals"}),
     ("badge", "badge+sub10k", {"subsample": 10_000}),
     ("cal", "cal+sub10k", {"subsample": 10_000}),
     ("eer", "eer+sub10k", {"subsample": 10_000}),
@@ -37,7 +37,7 @@ VARIANTS: list[tuple[str, str, dict]] = [(name, name, {}) for name in STRATEGIES
     ("mixture", "mixture+sub10k", {"subsample": 10_000}),
     ("two_stage", "two_stage+sub10k", {"subsample": 10_000}),
     ("adaptive", "adaptive+sub10k", {"subsample": 10_000}),
-    ("margin", "margin+seals10k", {"subsample": 10_000, "subsample_method": "seals", "subsample_neighbours": 10}),
+    ("margin", "margin+seals10k", {"subsample": 10_000, "subsample_method": "seals"}),
 ]
 
 

@@ -139,9 +139,10 @@ class InformationDensity:
         self.mc_passes = mc_passes_of(self.uncertainty)
 
     def density(self, scores: Scores) -> np.ndarray:
-        emb = require(scores, self.name, EMBEDDINGS).astype(np.float64)
-        unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        return np.clip(unit @ unit.mean(axis=0), 0.0, None)
+        emb = require(scores, self.name, EMBEDDINGS)
+        inverse_norm = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64)), 1e-12)
+        mean_unit = (emb.T @ inverse_norm) / len(emb)  # mean of the unit rows, without a normalised copy
+        return np.clip((emb @ mean_unit) * inverse_norm, 0.0, None)
 
     def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         return self.uncertainty.utility(scores, state) * self.density(scores) ** self.beta

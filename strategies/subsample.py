@@ -6,6 +6,10 @@ Any strategy takes the params `subsample` (how many unlabeled candidates), `subs
 `subsample_neighbours` (neighbours per labeled item for seals). The inner strategy then runs on the
 candidates plus the labeled items (core-set and CAL measure distances to those), so a quadratic
 strategy costs what it costs on `subsample` items, whatever the pool size.
+
+SEALS searches from at most ceil(subsample / subsample_neighbours) labeled items (a random choice when
+there are more), so its exact (brute-force) neighbour search costs about subsample / neighbours * n * d;
+the paper keeps an approximate index instead, worth it when the same pool is queried for many rounds.
 """
 from __future__ import annotations
 
@@ -39,8 +43,11 @@ class Subsampled:
         if self.method == "random" or len(labeled) == 0:
             return np.sort(rng.choice(unlabeled, size=self.size, replace=False))
         emb = require(scores, f"{self.name} (seals subsampling)", EMBEDDINGS)
-        index = NearestNeighbors(n_neighbors=min(self.neighbours, len(unlabeled))).fit(emb[unlabeled])
-        _, near = index.kneighbors(emb[labeled])
+        queries = -(-self.size // self.neighbours)
+        if len(labeled) > queries:
+            labeled = rng.choice(labeled, size=queries, replace=False)
+        index = NearestNeighbors(n_neighbors=min(self.neighbours, len(unlabeled)), algorithm="brute")
+        _, near = index.fit(emb[unlabeled]).kneighbors(emb[labeled])
         found = unlabeled[np.unique(near)]
         if len(found) >= self.size:
             return np.sort(rng.choice(found, size=self.size, replace=False))

@@ -353,3 +353,22 @@ class TestHybrids:
         assert strategy.phase(scores, state(60, [0], round=9, previous_probs=changed)) == "early"
         assert strategy.phase(scores, state(60, [0], round=9, previous_probs=scores.probs)) == "late"
         assert strategy.phase(scores, state(60, [0], round=9)) == "early"  # no previous round: no signal
+
+
+def test_seals_searches_from_a_bounded_number_of_labeled_items():
+    # 40 labeled items, 5 candidates wanted, 5 neighbours each: one labeled item is enough to search from,
+    # so all 5 candidates are the neighbours of a single one of the labeled clusters.
+    centres = np.array([[0, 0], [30, 0], [0, 30], [30, 30]], dtype=float)
+    x = blobs(centres, per=20)
+    labeled = [i for i in range(80) if i % 20 < 10]
+    strategy = make_strategy("margin", {"subsample": 5, "subsample_method": "seals", "subsample_neighbours": 5})
+    candidates = strategy.candidates(Scores(np.full((80, 2), 0.5), x), state(80, labeled), rng())
+    assert len({int(i) // 20 for i in candidates}) == 1
+
+
+def test_density_matches_the_definition():
+    emb = np.random.default_rng(0).standard_normal((30, 5)).astype(np.float32) + 1.0
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    expected = np.clip((unit @ unit.T).mean(axis=1), 0, None)
+    np.testing.assert_allclose(make_strategy("density").density(Scores(np.full((30, 2), 0.5), emb)), expected,
+                               rtol=1e-5)

@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.config import ConfigError, JobConfig
 from engine.data import JobData, load_job_data
+from engine.embeddings import pool_embeddings
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction
 from engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
@@ -23,7 +24,6 @@ from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import Usage
-from engine.embeddings import pool_embeddings
 from strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
 
 Log = Callable[[str], None]
@@ -80,7 +80,10 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
         try:
             make_strategy(name, params)  # a bad strategy or param fails now, not after round 0's training
         except ValueError as exc:
-            raise ConfigError(f"{key}: {exc}" if str(exc).startswith("unknown strategy") else str(exc)) from None
+            message = str(exc)
+            if key == "strategy.cold_start":
+                message = message.replace("strategy.params.", "strategy.cold_start_params.")
+            raise ConfigError(f"{key}: {message}" if message.startswith("unknown strategy") else message) from None
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")

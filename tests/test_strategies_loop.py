@@ -85,6 +85,9 @@ def test_bad_strategy_param_fails_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match=r"^strategy.params.nope: unknown parameter for strategy 'coreset'"):
         run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
     assert not (tmp_path / "never").exists()
+    config = load_config(DEMO, ["strategy.cold_start=kmeans", "strategy.cold_start_params={pick: far}"])
+    with pytest.raises(ConfigError, match=r"^strategy.cold_start_params.pick: must be 'nearest' or 'uncertain'"):
+        run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
     config = load_config(DEMO, ["strategy.cold_start=kmeanz"])
     with pytest.raises(ConfigError, match=r"^strategy.cold_start: unknown strategy 'kmeanz'"):
         run_job(config, tmp_path / "never", progress=False, log=lambda _: None)

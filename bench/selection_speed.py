@@ -5,7 +5,8 @@ head (c = 4), 10 MC-dropout-like passes for BALD, 1,000 items labeled, k = 25. E
 on the full pool, and with candidate subsampling (`subsample: 10000`, random; and SEALS for margin
 and core-set). A full-pool run is skipped at the next size when it took over `--skip-over` seconds
 at the size before (its growth is at least linear). One timed run per cell: wall seconds of
-`select()` only; the synthetic data is built outside the timer. Threads: whatever BLAS uses here.
+`select()` only; the synthetic data is built outside the timer. Threads: as OMP_NUM_THREADS says
+(recorded in the JSON); on a shared machine 1 avoids OpenMP oversubscription in scikit-learn.
 
     python bench/selection_speed.py [--sizes 10000 100000 1000000]
 """
@@ -97,6 +98,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"k": args.k, "d": 384, "labeled": 1000, "sizes": args.sizes,
                                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                                "seconds": {label: {str(n): t for n, t in row.items()} for label, row in times.items()}},
                               indent=1))
     print(f"wrote {out}")

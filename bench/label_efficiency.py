@@ -214,7 +214,9 @@ def run_peer(name: str, x_pool: np.ndarray, x_eval: np.ndarray, y_pool: np.ndarr
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Means over seeds; `vs_random` is the AULC difference to random paired by seed (same initial set)."""
     table = {}
+    baseline = [aulc(r["labels"], r["accuracy"]) for r in runs["random"]] if "random" in runs else None
     for name, per_seed in runs.items():
         acc = np.array([r["accuracy"] for r in per_seed])
         f1 = np.array([r["macro_f1"] for r in per_seed])
@@ -224,20 +226,27 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
                        "aulc_std": float(np.std(aulcs)), "final_accuracy": float(acc[:, -1].mean()),
                        "final_macro_f1": float(f1[:, -1].mean()),
                        "select_s_mean": float(np.mean([s for r in per_seed for s in r["select_s"]]))}
+        if baseline is not None and len(baseline) == len(aulcs):
+            diff = np.array(aulcs) - np.array(baseline)
+            table[name].update(vs_random_mean=float(diff.mean()), vs_random_std=float(diff.std()),
+                               vs_random_wins=int((diff > 0).sum()))
     return table
 
 
 def print_table(title: str, table: dict[str, dict]) -> None:
     print(f"\n{title}")
-    print(f"{'strategy':<24} {'AULC':>7} {'+-':>6} {'acc@end':>8} {'F1@end':>7} {'select s':>9}")
+    print(f"{'strategy':<28} {'AULC':>7} {'+-':>6} {'vs random (paired)':>19} {'wins':>5} {'acc@end':>8} "
+          f"{'F1@end':>7} {'select s':>9}")
     for name, row in sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"]):
-        print(f"{name:<24} {row['aulc_mean']:>7.4f} {row['aulc_std']:>6.4f} {row['final_accuracy']:>8.4f} "
+        paired = (f"{row['vs_random_mean']:>+9.4f} +- {row['vs_random_std']:.4f} {row['vs_random_wins']:>5}"
+                  if "vs_random_mean" in row else f"{'':>25}")
+        print(f"{name:<28} {row['aulc_mean']:>7.4f} {row['aulc_std']:>6.4f} {paired} {row['final_accuracy']:>8.4f} "
               f"{row['final_macro_f1']:>7.4f} {row['select_s_mean']:>9.4f}")
     labels = next(iter(table.values()))["labels"]
     print("\naccuracy after each round (mean over seeds)")
-    print(f"{'strategy':<24} " + " ".join(f"{n:>5}" for n in labels))
+    print(f"{'strategy':<28} " + " ".join(f"{n:>5}" for n in labels))
     for name, row in sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"]):
-        print(f"{name:<24} " + " ".join(f"{a:>5.3f}"[1:] if a < 1 else " 1.00" for a in row["accuracy_mean"]))
+        print(f"{name:<28} " + " ".join(f"{a:>5.3f}"[1:] if a < 1 else " 1.00" for a in row["accuracy_mean"]))
 
 
 def plot(table: dict[str, dict], title: str, path: Path) -> None:
@@ -245,17 +254,18 @@ def plot(table: dict[str, dict], title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for name, row in sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"]):
+    fig, axes = plt.subplots(1, 2, figsize=(16, 5.5))
+    for i, (name, row) in enumerate(sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"])):
         style = "--" if name.startswith("small-text:") else "-"
-        width = 2.5 if name in ("random", "small-text:RandomSampling") else 1.2
+        width = 2.8 if name in ("random", "small-text:RandomSampling") else 1.3
+        color = "black" if name == "random" else plt.cm.tab20(i % 20)
         for ax, key in zip(axes, ("accuracy_mean", "macro_f1_mean")):
-            ax.plot(row["labels"], row[key], style, lw=width, label=f"{name} ({row['aulc_mean']:.3f})")
+            ax.plot(row["labels"], row[key], style, lw=width, color=color, label=f"{name} ({row['aulc_mean']:.3f})")
     for ax, key in zip(axes, ("accuracy", "macro-F1")):
         ax.set_xlabel("labels")
-        ax.set_ylabel(f"eval {key}")
+        ax.set_ylabel(f"eval {key} (mean over seeds)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, title="strategy (AULC)")
+    axes[1].legend(fontsize=7, title="strategy (AULC)", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -275,7 +285,16 @@ def main() -> None:
                         help="what distance-based strategies see (head mode): the MiniLM features the head is "
                              "trained on, or SmolLM2-135M's mean-pooled hidden states (the local teacher)")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--replot", metavar="JSON", help="only redraw the PNG (and print the table) of a result file")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        title = (f"{saved['dataset']}: {saved['seeds']} seeds, {saved['initial']} initial + {saved['rounds']} x "
+                 f"{saved['batch']}, classifier {saved['classifier']}")
+        table = summarise(saved["runs"])
+        print_table(title, table)
+        plot(table, title, Path(args.replot).with_suffix(".png"))
+        return
     unknown = [s for s in args.strategies if s not in QUARRY]
     if unknown:
         raise SystemExit(f"--strategies: unknown {unknown}; choose from {', '.join(QUARRY)}")

@@ -98,7 +98,8 @@ def test_loop_feeds_bald_and_clustering_and_records_stop_set_metrics(tmp_path):
     run_dir = tmp_path / "run"
     overrides = ["loop.initial_labels=10", "loop.batch_size=10", "loop.rounds=1", "loop.label_budget=null",
                  "student.min_steps=20", "student.max_steps=30", "strategy.cold_start=kmeans",
-                 "strategy.name=two_stage", "strategy.params={prefilter: bald, factor: 3, diversity: coreset}",
+                 "strategy.name=mixture",
+                 "strategy.params={weights: {bald: 1, density: 1}, params: {bald: {mc_passes: 3}}}",
                  "strategy.embeddings.source=encoder", "loop.stopping.stabilizing_kappa=0.99",
                  "loop.stopping.stop_set_size=50"]
     args = [sys.executable, "-m", "engine", "run", str(DEMO), "--run-dir", str(run_dir), "--no-progress"]
@@ -108,13 +109,13 @@ def test_loop_feeds_bald_and_clustering_and_records_stop_set_metrics(tmp_path):
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     with np.load(run_dir / "scores" / "round-001.npz") as scores:
-        assert scores["mc_probs"].shape == (10, 300, 5)  # bald's default 10 passes over the 300-item pool
+        assert scores["mc_probs"].shape == (3, 300, 5)  # bald's 3 passes over the 300-item pool
     embeddings = list((run_dir / "embeddings").glob("encoder-*.npz"))
-    assert len(embeddings) == 1  # round 0's k-means and round 1's core-set shared one computation
+    assert len(embeddings) == 1  # round 0's k-means and round 1's density shared one computation
     with sqlite3.connect(run_dir / "quarry.db") as conn:
         strategies = dict(conn.execute("SELECT round, strategy FROM rounds").fetchall())
         picked = [r[0] for r in conn.execute("SELECT item_id FROM selections")]
-    assert strategies == {0: "kmeans", 1: "two_stage"}
+    assert strategies == {0: "kmeans", 1: "mixture"}
     assert len(picked) == len(set(picked)) == 20
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["stop_set_kappa"] is None and 0 <= metrics[0]["stop_set_uncertainty"] <= 1

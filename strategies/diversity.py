@@ -141,8 +141,9 @@ class InformationDensity:
     def density(self, scores: Scores) -> np.ndarray:
         emb = require(scores, self.name, EMBEDDINGS)
         inverse_norm = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64)), 1e-12)
-        mean_unit = (emb.T @ inverse_norm) / len(emb)  # mean of the unit rows, without a normalised copy
-        return np.clip((emb @ mean_unit) * inverse_norm, 0.0, None)
+        # The mean of the unit rows without a normalised copy; vectors in the pool's dtype, so no upcast copy either.
+        mean_unit = (emb.T @ inverse_norm.astype(emb.dtype)) / len(emb)
+        return np.clip((emb @ mean_unit.astype(emb.dtype)) * inverse_norm, 0.0, None)
 
     def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         return self.uncertainty.utility(scores, state) * self.density(scores) ** self.beta

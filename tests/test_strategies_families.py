@@ -372,3 +372,16 @@ def test_density_matches_the_definition():
     expected = np.clip((unit @ unit.T).mean(axis=1), 0, None)
     np.testing.assert_allclose(make_strategy("density").density(Scores(np.full((30, 2), 0.5), emb)), expected,
                                rtol=1e-5)
+
+
+def test_top_k_partition_matches_a_full_sort_with_ties_at_the_boundary():
+    from strategies.base import top_k_unlabeled
+
+    for seed in range(20):
+        gen = np.random.default_rng(seed)
+        utility = gen.integers(0, 4, size=200).astype(float)  # many ties, also at the k-th value
+        st = state(200, gen.choice(200, size=50, replace=False))
+        tiebreak = np.random.default_rng(seed).random(150)
+        candidates = st.unlabeled_indices
+        reference = candidates[np.lexsort((tiebreak, -utility[candidates]))[:17]]
+        assert top_k_unlabeled(utility, st, 17, np.random.default_rng(seed)).tolist() == reference.tolist()

@@ -14,11 +14,35 @@ the paper keeps an approximate index instead, worth it when the same pool is que
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 from strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of, require
 
 METHODS = ("random", "seals")
+
+
+def nearest_unlabeled(emb: np.ndarray, labeled: np.ndarray, queries: np.ndarray, neighbours: int,
+                      chunk: int = 65536) -> np.ndarray:
+    """Pool rows of the `neighbours` nearest unlabeled items of each query row (exact Euclidean).
+
+    Chunked matmuls in the pool's dtype over the whole pool with labeled rows masked, so no copy of
+    the unlabeled part of a large pool is made; a running top-n per query merges the chunks.
+    """
+    q = emb[queries]
+    best_d = np.full((len(q), 0), np.inf, dtype=np.float64)
+    best_i = np.zeros((len(q), 0), dtype=np.int64)
+    for start in range(0, len(emb), chunk):
+        block = emb[start:start + chunk]
+        # |x - q|^2 = |x|^2 - 2 q.x + |q|^2; the last term is the same for every x of a query: left out.
+        d = np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * (q @ block.T)
+        d[:, labeled[start:start + chunk]] = np.inf
+        take = min(neighbours, d.shape[1])
+        part = np.argpartition(d, take - 1, axis=1)[:, :take]
+        best_d = np.concatenate([best_d, np.take_along_axis(d, part, axis=1)], axis=1)
+        best_i = np.concatenate([best_i, part + start], axis=1)
+        if best_d.shape[1] > neighbours:
+            keep = np.argpartition(best_d, neighbours - 1, axis=1)[:, :neighbours]
+            best_d, best_i = np.take_along_axis(best_d, keep, axis=1), np.take_along_axis(best_i, keep, axis=1)
+    return best_i[np.isfinite(best_d)]
 
 
 class Subsampled:
@@ -46,9 +70,7 @@ class Subsampled:
         queries = -(-self.size // self.neighbours)
         if len(labeled) > queries:
             labeled = rng.choice(labeled, size=queries, replace=False)
-        index = NearestNeighbors(n_neighbors=min(self.neighbours, len(unlabeled)), algorithm="brute")
-        _, near = index.fit(emb[unlabeled]).kneighbors(emb[labeled])
-        found = unlabeled[np.unique(near)]
+        found = np.unique(nearest_unlabeled(emb, state.labeled, labeled, self.neighbours))
         if len(found) >= self.size:
             return np.sort(rng.choice(found, size=self.size, replace=False))
         rest = np.setdiff1d(unlabeled, found, assume_unique=True)

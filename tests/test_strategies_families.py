@@ -385,3 +385,19 @@ def test_top_k_partition_matches_a_full_sort_with_ties_at_the_boundary():
         candidates = st.unlabeled_indices
         reference = candidates[np.lexsort((tiebreak, -utility[candidates]))[:17]]
         assert top_k_unlabeled(utility, st, 17, np.random.default_rng(seed)).tolist() == reference.tolist()
+
+
+def test_nearest_unlabeled_matches_brute_force_across_chunks():
+    from strategies.subsample import nearest_unlabeled
+
+    gen = np.random.default_rng(0)
+    emb = gen.standard_normal((500, 6)).astype(np.float32)
+    labeled = np.zeros(500, dtype=bool)
+    labeled[gen.choice(500, size=100, replace=False)] = True
+    queries = np.flatnonzero(labeled)[:7]
+    found = nearest_unlabeled(emb, labeled, queries, 5, chunk=64)
+    d = ((emb[queries, None, :] - emb[None, :, :]) ** 2).sum(-1)
+    d[:, labeled] = np.inf
+    expected = np.sort(np.argsort(d, axis=1)[:, :5], axis=1)
+    assert found.shape == (35,) and not labeled[found].any()
+    np.testing.assert_array_equal(np.sort(found.reshape(7, 5), axis=1), expected)

@@ -68,14 +68,16 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--k", type=int, default=25)
     parser.add_argument("--skip-over", type=float, default=15.0)
+    parser.add_argument("--only", nargs="+", help="run only these rows (names as in the table)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "selection_speed.json"))
     args = parser.parse_args()
-    times: dict[str, dict[int, float | None]] = {label: {} for _, label, _ in VARIANTS}
+    variants = [v for v in VARIANTS if not args.only or v[1] in args.only]
+    times: dict[str, dict[int, float | None]] = {label: {} for _, label, _ in variants}
     for n in args.sizes:
         built = time.perf_counter()
         scores, state = synthetic(n)
         print(f"n = {n:,}: synthetic pool built in {time.perf_counter() - built:.1f}s", flush=True)
-        for name, label, params in VARIANTS:
+        for name, label, params in variants:
             earlier = [t for size, t in times[label].items() if size < n]
             if earlier and (earlier[-1] is None or earlier[-1] > args.skip_over):
                 times[label][n] = None
@@ -91,7 +93,7 @@ def main() -> None:
     header = f"{'strategy':<20} " + " ".join(f"{n:>11,}" for n in args.sizes)
     print(f"\nselection time (s), k = {args.k}, d = 384, 1,000 labeled; '-' = skipped (over {args.skip_over:g}s "
           f"at the size before)\n{header}")
-    for _, label, _ in VARIANTS:
+    for _, label, _ in variants:
         cells = [times[label].get(n) for n in args.sizes]
         print(f"{label:<20} " + " ".join(f"{c:>11.3f}" if c is not None else f"{'-':>11}" for c in cells))
     out = Path(args.out)

@@ -331,7 +331,8 @@ def main() -> None:
             result = run_quarry(name, params, model, y_pool, y_eval, initial, args.rounds, args.batch, seed)
             runs.setdefault(display, []).append(result)
             print(f"seed {seed} {display:<18} AULC {aulc(result['labels'], result['accuracy']):.4f} "
-                  f"final {result['accuracy'][-1]:.4f} ({time.perf_counter() - t:.1f}s)", flush=True)
+                  f"final {result['accuracy'][-1]:.4f} ({time.perf_counter() - t:.1f}s) accuracy "
+                  + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
         for peer in [p for p in args.peers if p]:
             t = time.perf_counter()
             result = run_peer(peer, x_pool, x_eval, y_pool, y_eval, len(names), initial, args.rounds, args.batch, seed)

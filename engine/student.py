@@ -151,32 +151,45 @@ class Student:
 
     # --- inference -----------------------------------------------------------------
     @torch.inference_mode()
-    def score(self, texts: Sequence[str], progress: bool = True, desc: str = "scoring") -> Scores:
-        """Class probabilities and mean-pooled last hidden states, in batches."""
+    def score(self, texts: Sequence[str], progress: bool = True, desc: str = "scoring", mc_passes: int = 0,
+              mc_seed: int = 0) -> Scores:
+        """Class probabilities and mean-pooled last hidden states, in batches; with `mc_passes` T > 0 also
+        T stochastic passes with dropout on (MC dropout, for BALD) as `Scores.mc_probs` (T, n, c)."""
         if self.model is None:
             raise RuntimeError("the student must be trained (or loaded) before it scores")
-        probs, embeddings = [], []
+        probs, embeddings, mc = [], [], []
         size = self.config.score_batch_size
         # Sorting by length keeps padding small; results go back to the original order.
         order = np.argsort([len(t) for t in texts], kind="stable")
         bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
-        for start in range(0, len(texts), size):
-            idx = order[start:start + size]
-            inputs = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.config.max_length,
-                                    padding=True, return_tensors="pt").to(self.device)
-            output = self.model(**inputs, output_hidden_states=True)
-            mask = inputs["attention_mask"].unsqueeze(-1).to(output.hidden_states[-1].dtype)
-            pooled = (output.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
-            probs.append(torch.softmax(output.logits.float(), dim=-1).cpu().numpy())
-            embeddings.append(pooled.float().cpu().numpy())
-            bar.update(len(idx))
+        with torch.random.fork_rng(devices=[]):  # seeded dropout masks without touching the caller's RNG
+            torch.manual_seed(mc_seed)
+            for start in range(0, len(texts), size):
+                idx = order[start:start + size]
+                inputs = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.config.max_length,
+                                        padding=True, return_tensors="pt").to(self.device)
+                output = self.model(**inputs, output_hidden_states=True)
+                mask = inputs["attention_mask"].unsqueeze(-1).to(output.hidden_states[-1].dtype)
+                pooled = (output.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
+                probs.append(torch.softmax(output.logits.float(), dim=-1).cpu().numpy())
+                embeddings.append(pooled.float().cpu().numpy())
+                if mc_passes:
+                    self.model.train()
+                    try:
+                        mc.append(np.stack([torch.softmax(self.model(**inputs).logits.float(), dim=-1).cpu().numpy()
+                                            for _ in range(mc_passes)]))
+                    finally:
+                        self.model.eval()
+                bar.update(len(idx))
         bar.close()
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         if not texts:
-            return Scores(probs=np.zeros((0, len(self.label_names)), dtype=np.float32),
-                          embeddings=np.zeros((0, 0), dtype=np.float32))
-        return Scores(probs=np.concatenate(probs)[inverse], embeddings=np.concatenate(embeddings)[inverse])
+            c = len(self.label_names)
+            return Scores(probs=np.zeros((0, c), dtype=np.float32), embeddings=np.zeros((0, 0), dtype=np.float32),
+                          mc_probs=np.zeros((mc_passes, 0, c), dtype=np.float32) if mc_passes else None)
+        return Scores(probs=np.concatenate(probs)[inverse], embeddings=np.concatenate(embeddings)[inverse],
+                      mc_probs=np.concatenate(mc, axis=1)[:, inverse] if mc_passes else None)
 
     def predict(self, texts: Sequence[str], progress: bool = True) -> list[str]:
         probs = self.score(texts, progress=progress, desc="evaluating").probs

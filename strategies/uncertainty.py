@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import Scores, SelectionState, top_k_unlabeled
+from strategies.base import MC_PROBS, Scores, SelectionState, entropy, require, top_k_unlabeled
 
 
 class _Uncertainty:
@@ -17,11 +17,11 @@ class _Uncertainty:
 
     name = ""
 
-    def utility(self, scores: Scores) -> np.ndarray:
+    def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
-        return top_k_unlabeled(self.utility(scores), state, k, rng)
+        return top_k_unlabeled(self.utility(scores, state), state, k, rng)
 
 
 class LeastConfidence(_Uncertainty):
@@ -33,7 +33,7 @@ class LeastConfidence(_Uncertainty):
 
     name = "least_confidence"
 
-    def utility(self, scores: Scores) -> np.ndarray:
+    def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         return 1.0 - scores.probs.max(axis=1)
 
 
@@ -41,12 +41,14 @@ class Margin(_Uncertainty):
     """Utility 1 - (p1 - p2), p1 and p2 the two highest probabilities: the smallest margin first.
 
     Scheffer, Decomain & Wrobel 2001, "Active hidden Markov models for information extraction",
-    IDA (Intelligent Data Analysis). Targets items near a decision boundary between two classes.
+    IDA (Intelligent Data Analysis); called "breaking ties" by Luo et al. 2005, "Active learning to
+    recognize multiple types of plankton", JMLR. Targets items near a decision boundary between two
+    classes; equal margins are ordered at random by `top_k_unlabeled`.
     """
 
     name = "margin"
 
-    def utility(self, scores: Scores) -> np.ndarray:
+    def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         top = np.sort(scores.probs, axis=1)
         second = top[:, -2] if top.shape[1] > 1 else 0.0
         return 1.0 - (top[:, -1] - second)
@@ -62,6 +64,28 @@ class Entropy(_Uncertainty):
 
     name = "entropy"
 
-    def utility(self, scores: Scores) -> np.ndarray:
-        p = scores.probs
-        return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)  # log 1 = 0 where p = 0
+    def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
+        return entropy(scores.probs, axis=1)
+
+
+class BALD(_Uncertainty):
+    """Utility H[mean_t p_t] - mean_t H[p_t]: the mutual information between the label and the weights.
+
+    Houlsby, Huszar, Ghahramani & Lengyel 2011, "Bayesian Active Learning for Classification and
+    Preference Learning", arXiv:1112.5745; with MC dropout as the posterior, Gal, Islam & Ghahramani
+    2017, "Deep Bayesian Active Learning with Image Data", ICML. High where the T stochastic passes
+    disagree with each other, not where they agree on a flat distribution (aleatoric doubt).
+    `mc_passes` is how many dropout passes the loop runs for it.
+    """
+
+    name = "bald"
+    needs = frozenset({MC_PROBS})
+
+    def __init__(self, mc_passes: int = 10):
+        if not isinstance(mc_passes, int) or mc_passes < 2:
+            raise ValueError(f"strategy.params.mc_passes: must be an integer >= 2, got {mc_passes!r}")
+        self.mc_passes = mc_passes
+
+    def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
+        mc = require(scores, self.name, MC_PROBS)
+        return entropy(mc.mean(axis=0), axis=1) - entropy(mc, axis=2).mean(axis=0)

@@ -1,0 +1,102 @@
+"""Pool embeddings for the strategies that measure distances: from a sentence encoder or the local teacher LLM.
+
+The student's own pooled states come with its scoring pass (`Student.score`); the other two sources
+are frozen models, so their pool embeddings are computed once per run and cached in the run folder
+(`embeddings/<source>-<hash of the model and settings>.npz`), keyed so a changed model is recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.inference_mode()
+def mean_pooled(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
+                progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    """(n, d) float32 masked mean of the last hidden layer, in length-sorted batches, original order back."""
+    if tokenizer.pad_token is None:  # causal LMs often have none; padding is masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunks = []
+    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        inputs = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                           return_tensors="pt").to(device)
+        hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        chunks.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
+        bar.update(len(idx))
+    bar.close()
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(chunks)
+    return out
+
+
+def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
+                       progress: bool = False) -> np.ndarray:
+    """Mean-pooled states of any HF encoder (an installed model package, a folder, or a hub name)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from engine.student import resolve_model_path
+
+    path = resolve_model_path(model)
+    encoder = AutoModel.from_pretrained(path).eval()
+    return mean_pooled(encoder, AutoTokenizer.from_pretrained(path), texts, batch_size, max_length, progress)
+
+
+def teacher_embeddings(model: str, gguf_file: str | None, cache_dir: str | None, texts: Sequence[str],
+                       batch_size: int = 16, max_length: int = 128, progress: bool = False) -> np.ndarray:
+    """Mean-pooled last hidden states of the local teacher LLM (the GGUF loaded as the teacher loads it)."""
+    from engine.teacher.local import load_causal_lm
+
+    tokenizer, lm = load_causal_lm(model, gguf_file, cache_dir)
+    # The decoder without its LM head: projecting every token onto the vocabulary would cost more than the rest.
+    backbone = lm.get_decoder() if hasattr(lm, "get_decoder") else lm
+    return mean_pooled(backbone.eval(), tokenizer, texts, batch_size, max_length, progress, desc="teacher embedding")
+
+
+def cache_key(*parts: object) -> str:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+def cached(path: Path, compute) -> np.ndarray:
+    """The array saved at `path`, or compute() saved there first (atomically: a kill leaves no half file)."""
+    if path.is_file():
+        with np.load(path) as saved:
+            return saved["embeddings"]
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, embeddings=value)
+    tmp.replace(path)
+    return value
+
+
+def pool_embeddings(run_dir: Path, config, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    """The frozen-model embeddings of the pool for `config` (a JobConfig), cached in the run folder.
+
+    Source `student` here means the student's base encoder before any training (what round 0 has);
+    later rounds use the trained student's own pooled states from its scoring pass instead.
+    """
+    settings = config.strategy.embeddings
+    source = settings.source
+    if source == "teacher":
+        teacher = config.teacher
+        model = f"{teacher.model}/{teacher.gguf_file or ''}"
+        compute = lambda: teacher_embeddings(teacher.model, teacher.gguf_file, teacher.cache_dir, texts,  # noqa: E731
+                                             max_length=settings.max_length, progress=progress)
+    else:
+        model = config.student.model if source == "student" else settings.model
+        compute = lambda: encoder_embeddings(model, texts, settings.batch_size, settings.max_length,  # noqa: E731
+                                             progress=progress)
+    key = cache_key(source, model, settings.max_length, len(texts), hashlib.sha256("\x00".join(texts).encode()).hexdigest())
+    return cached(Path(run_dir) / "embeddings" / f"{source}-{key}.npz", compute)

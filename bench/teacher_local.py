@@ -16,7 +16,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
-AG_NEWS = Path("/work/shared/datasets/ag_news/test.jsonl")
+AG_NEWS = REPO.parent / "shared" / "datasets" / "ag_news" / "test.jsonl"
 
 
 def main() -> None:
@@ -31,15 +31,12 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from engine.config import LocalTeacherConfig, TaskConfig
+    from engine.config import LocalTeacherConfig, load_config
     from engine.teacher import TeacherItem, build_teacher
 
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:args.n]]
-    task = TaskConfig(labels=[{"name": "World", "description": "politics, international affairs, conflicts"},
-                              {"name": "Sports"}, {"name": "Business", "description": "companies, markets, economy"},
-                              {"name": "Sci/Tech", "description": "science, technology, computing, the internet"}],
-                      instruction="Classify the news article by topic.", description="The texts are news articles.")
+    task = load_config(REPO / "configs" / "ag_news.yaml", check_files=False).task
     items = [TeacherItem(r["id"], r["text"]) for r in rows]
     gold = [r["label"] for r in rows]
     teacher = build_teacher(LocalTeacherConfig(), task, progress=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
-AG_NEWS = Path("/work/shared/datasets/ag_news/test.jsonl")
+AG_NEWS = REPO.parent / "shared" / "datasets" / "ag_news" / "test.jsonl"
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     from engine.calibration import ReviewedItem, choose_threshold, signal_aurocs
-    from engine.config import FewShotConfig, LocalTeacherConfig, TaskConfig
+    from engine.config import FewShotConfig, LocalTeacherConfig, load_config
     from engine.examples import with_examples
     from engine.store import LabelRow
     from engine.teacher import TeacherItem, build_teacher
@@ -46,10 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:args.n + args.labeled]]
     test, labeled = rows[:args.n], rows[args.n:]
-    task = TaskConfig(labels=[{"name": "World", "description": "politics, international affairs, conflicts"},
-                              {"name": "Sports"}, {"name": "Business", "description": "companies, markets, economy"},
-                              {"name": "Sci/Tech", "description": "science, technology, computing, the internet"}],
-                      instruction="Classify the news article by topic.", description="The texts are news articles.")
+    task = load_config(REPO / "configs" / "ag_news.yaml", check_files=False).task
     teacher = build_teacher(LocalTeacherConfig(), task, progress=False)
     uncalibrated = build_teacher(LocalTeacherConfig(calibrate=False), task, progress=False)
     plain = [TeacherItem(r["id"], r["text"]) for r in test]

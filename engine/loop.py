@@ -80,12 +80,15 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     for key, name, params in (("strategy.name", config.strategy.name, config.strategy.params),
                               ("strategy.cold_start", config.strategy.cold_start, config.strategy.cold_start_params)):
         try:
-            make_strategy(name, params)  # a bad strategy or param fails now, not after round 0's training
+            strategy = make_strategy(name, params)  # a bad strategy or param fails now, not after round 0's training
         except ValueError as exc:
             message = str(exc)
             if key == "strategy.cold_start":
                 message = message.replace("strategy.params.", "strategy.cold_start_params.")
             raise ConfigError(f"{key}: {message}" if message.startswith("unknown strategy") else message) from None
+        if key == "strategy.cold_start" and MC_PROBS in needs_of(strategy):
+            raise ConfigError(f"strategy.cold_start: {name!r} needs MC-dropout passes of a trained student, "
+                              "which round 0 does not have (use random or kmeans)")
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
@@ -145,9 +148,7 @@ def _drive(run: _Run) -> str:
         if current.phase == "selected":
             _label(run, round_, timings)
         elif current.phase == "labeled":
-            if not _review(run, round_, timings):
-                pending = store.pending_count()
-                return f"waiting for {pending} pending reviews (quarry review {run.run_dir})"
+            _review(run, round_, timings)
         elif current.phase == "reviewed":
             if not store.current_labels():
                 # Queue mode that does not wait, before anyone has decided anything: nothing to train on yet.
@@ -268,7 +269,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     # Items without a call, or whose latest call failed in transport (on resume too), are asked;
     # those failing again get `teacher.failed_passes` more passes, then go to a human like any failure.
     for attempt in range(1 + run.config.teacher.failed_passes):
-        done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+        done = store.latest_teacher_calls(round_)
         todo = [row for row in selection
                 if row["item_id"] not in done or done[row["item_id"]]["error"] in TRANSIENT_ERRORS]
         if not todo:
@@ -281,7 +282,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
             store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
 
         teacher.label(_teacher_items(run, round_, todo), on_result=record)
-    done = {row["item_id"]: row for row in store.teacher_calls(round_)}
+    done = store.latest_teacher_calls(round_)
     routing = routing_for_round(store, run.config.routing, round_)
     if routing.calibration is not None:
         blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
@@ -306,7 +307,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     run.log(f"round {round_}: teacher accepted {len(accepted)}, sent {len(to_review)} to review")
 
 
-def _review(run: _Run, round_: int, timings: dict[str, float]) -> bool:
+def _review(run: _Run, round_: int, timings: dict[str, float]) -> None:
     """Simulated review decides at once; a queue either waits for people or lets the loop go on."""
     config, store = run.config, run.store
     started = time.perf_counter()
@@ -319,7 +320,6 @@ def _review(run: _Run, round_: int, timings: dict[str, float]) -> bool:
             time.sleep(config.review.poll_s)
     timings["review_s"] = timings.get("review_s", 0.0) + time.perf_counter() - started
     store.set_phase(round_, "reviewed", timings)
-    return True
 
 
 def _train_and_evaluate(run: _Run, round_: int, timings: dict[str, float]) -> None:
@@ -357,7 +357,10 @@ def _stop_set_metrics(run: _Run, round_: int, student: Student) -> dict[str, flo
     np.save(tmp, probs.argmax(axis=1))
     tmp.replace(folder / f"round-{round_:03d}.npy")
     previous = folder / f"round-{round_ - 1:03d}.npy"
-    return stop_set_metrics(probs, np.load(previous) if previous.is_file() else None)
+    before = np.load(previous) if previous.is_file() else None
+    if before is not None and len(before) != len(probs):  # stop_set_size changed on resume: a different set
+        before = None
+    return stop_set_metrics(probs, before)
 
 
 def _share(numerator: int, denominator: int) -> float | None:
@@ -381,13 +384,11 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
         "labeled_by_human": counts["human"],
         "pending_review": store.pending_count(),
         "teacher_calls": len(calls),
-        "teacher_failed": sum(1 for c in calls if c["error"] is not None),
+        "teacher_failed": sum(1 for c in store.latest_teacher_calls().values() if c["error"] is not None),
         "teacher_accuracy_vs_gold": _share(sum(c["label"] == gold[c["item_id"]] for c in judged), len(judged)),
         "accepted_accuracy_vs_gold": _share(sum(r.label == r.gold for r in teacher_labels), len(teacher_labels)),
         "dataset_accuracy_vs_gold": _share(sum(r.label == r.gold for r in with_gold), len(with_gold)),
         "human_share": _share(counts["human"], counts["human"] + counts["teacher"]),
-        "prompt_tokens": sum(c["prompt_tokens"] for c in calls),
-        "completion_tokens": sum(c["completion_tokens"] for c in calls),
         **{f"teacher_{key}": value for key, value in store.teacher_usage().items() if key not in ("calls", "failed")},
         **{f"round_teacher_{key}": value for key, value in store.teacher_usage(round_).items()},
         "eval_accuracy": evaluation["accuracy"],

@@ -139,5 +139,5 @@ def _calibration_section(store: Store, run_dir: Path, plt: Any) -> str:
 
 _REPORT_COLUMNS = ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
                    "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "routing_threshold",
-                   "calibrated_precision", "prompt_tokens", "teacher_cost",
+                   "calibrated_precision", "teacher_prompt_tokens", "teacher_cost",
                    "seconds_scoring", "seconds_labeling", "seconds_training")

@@ -396,14 +396,9 @@ class Store:
         keys = ("calls", "cached", "failed", "prompt_tokens", "completion_tokens", "cost")
         return dict(zip(keys, tuple(row)))
 
-    def latest_teacher_calls(self, item_ids: Sequence[str]) -> dict[str, sqlite3.Row]:
-        """The latest call per item: what a resumed round reuses instead of paying again."""
-        latest: dict[str, sqlite3.Row] = {}
-        wanted = set(item_ids)
-        for row in self._rows("SELECT * FROM teacher_calls ORDER BY id"):
-            if row["item_id"] in wanted:
-                latest[row["item_id"]] = row
-        return latest
+    def latest_teacher_calls(self, round_: int | None = None) -> dict[str, sqlite3.Row]:
+        """The latest call per item (of one round, or of the run): what a resumed round reuses instead of paying again."""
+        return {row["item_id"]: row for row in self.teacher_calls(round_)}
 
     # --- labels and reviews ---------------------------------------------------------
     def commit_routing(self, round_: int, accepted: Sequence[tuple[str, str, float | None, str]],

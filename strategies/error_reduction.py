@@ -70,10 +70,11 @@ class ExpectedErrorReduction:
         if len(np.unique(labels[known])) < 2:
             return top_k_unlabeled(entropy(scores.probs, axis=1), state, k, rng)
         unlabeled = state.unlabeled_indices
+        candidates = max(self.candidates, k)  # never fewer candidates than the batch asks for
         if self.prefilter == "entropy":
-            pool_of_candidates = top_k_unlabeled(entropy(scores.probs, axis=1), state, self.candidates, rng)
+            pool_of_candidates = top_k_unlabeled(entropy(scores.probs, axis=1), state, candidates, rng)
         else:
-            pool_of_candidates = rng.choice(unlabeled, size=min(self.candidates, len(unlabeled)), replace=False)
+            pool_of_candidates = rng.choice(unlabeled, size=min(candidates, len(unlabeled)), replace=False)
         sample = rng.choice(unlabeled, size=min(self.pool_sample, len(unlabeled)), replace=False)
         emb = require(scores, self.name, EMBEDDINGS)
         x_l, y_l = _features(emb[known]), labels[known].astype(np.int64)

@@ -273,6 +273,13 @@ class TestEER:
             Scores(probs, emb), state(70, labeled, labels), 5, rng())
         assert (chosen >= 40).sum() >= 4
 
+    def test_a_batch_larger_than_the_candidate_count_is_filled(self):
+        scores = full_scores()
+        labels = np.full(60, -1)
+        labels[[0, 1]] = [0, 1]
+        chosen = make_strategy("eer", {"candidates": 5}).select(scores, state(60, [0, 1], labels), 12, rng())
+        assert len(set(chosen.tolist())) == 12 and not {0, 1} & set(chosen.tolist())
+
 
 class TestSubsampling:
     def test_only_unlabeled_k_of_them_deterministic(self):

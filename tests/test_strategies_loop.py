@@ -15,6 +15,7 @@ import torch
 
 from engine.config import ConfigError, JobConfig, load_config
 from engine.config import StudentConfig
+from engine.data import DataError
 from engine.embeddings import pool_embeddings
 from engine.loop import run_job
 from engine.student import Student
@@ -91,6 +92,18 @@ def test_bad_strategy_param_fails_before_any_work(tmp_path):
     config = load_config(DEMO, ["strategy.cold_start=kmeanz"])
     with pytest.raises(ConfigError, match=r"^strategy.cold_start: unknown strategy 'kmeanz'"):
         run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
+    config = load_config(DEMO, ["strategy.cold_start=bald"])
+    with pytest.raises(ConfigError, match=r"^strategy.cold_start: 'bald' needs MC-dropout passes"):
+        run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_empty_pool_without_seed_labels_is_an_error(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    config = load_config(DEMO, [f"data.pool={empty}", "data.seed=null"])
+    with pytest.raises(DataError, match=r"empty.jsonl: data.pool: no usable records$"):
+        run_job(config, tmp_path / "run", progress=False, log=lambda _: None)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.calibration import Calibration, ReviewedItem, accepts, choose_threshold
+from engine.calibration import NOTHING_ACCEPTED, Calibration, ReviewedItem, accepts, choose_threshold
 from engine.config import RoutingConfig
 from engine.store import Store
 
@@ -59,7 +59,10 @@ def routing_for_round(store: Store, config: RoutingConfig, round_: int) -> Round
     """The round's routing from every review decided so far, recorded in the store before it is used."""
     calibration = calibrate(reviewed_items(store, config), config)
     if calibration is not None:
-        config = config.model_copy(update={"confidence_threshold": calibration.threshold})
+        update = {"confidence_threshold": calibration.threshold}
+        if calibration.threshold == NOTHING_ACCEPTED:  # student agreement must not let labels in either
+            update["agreement_threshold"] = NOTHING_ACCEPTED
+        config = config.model_copy(update=update)
     store.set_meta(_key(round_), json.dumps(config.model_dump(mode="json")))
     store.set_meta(_key(round_) + ".calibration", json.dumps(None if calibration is None else {
         "precision": calibration.precision, "precision_lower": calibration.precision_lower,

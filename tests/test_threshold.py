@@ -74,6 +74,12 @@ def test_threshold_rises_when_audits_find_confident_mistakes(tmp_path):
                   for r in range(4)]
     assert thresholds[0] == 0.6
     assert thresholds[-1] == NOTHING_ACCEPTED  # no threshold keeps the confident mistakes out
+    # With `sufficient` agreement, a student that agrees must not let labels in past the calibration either.
+    lenient = config.model_copy(update={"student_agreement": "sufficient", "agreement_threshold": 0.3})
+    routing = routing_for_round(store, lenient, 4)
+    assert routing.config.confidence_threshold == NOTHING_ACCEPTED
+    decision = Router(routing.config).route(TeacherResult("a", 0.99), StudentPrediction("a", 0.99), "x")
+    assert decision.route == "human", decision
 
 
 def test_audited_items_weigh_one_over_the_rate(tmp_path):

@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.config import LoopConfig
+from engine.review.agreement import cohen_kappa
+from strategies.base import entropy
 
 
 def _num(x: float) -> str:
@@ -42,23 +44,21 @@ def stop_set_indices(pool_size: int, size: int, seed: int) -> np.ndarray:
 
 
 def cohens_kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """Agreement of two labelings beyond chance (Cohen 1960); 1.0 when both are one identical constant."""
+    """Agreement of two rounds' predictions beyond chance (Cohen 1960); 1.0 when both are one identical
+    constant (reviewers' kappa is undefined there, but predictions that did not change are stable)."""
     a, b = np.asarray(a), np.asarray(b)
     if len(a) != len(b) or len(a) == 0:
         raise ValueError("kappa needs two non-empty labelings of the same length")
-    observed = float(np.mean(a == b))
-    classes = np.union1d(a, b)
-    expected = float(sum(np.mean(a == c) * np.mean(b == c) for c in classes))
-    return 1.0 if expected == 1.0 else (observed - expected) / (1.0 - expected)
+    kappa = cohen_kappa(a.tolist(), b.tolist())
+    return 1.0 if kappa is None else kappa
 
 
 def stop_set_metrics(probs: np.ndarray, previous_predictions: np.ndarray | None) -> dict[str, float | None]:
     """A round's stop-set metrics from its student's probabilities there (and the round before's predictions)."""
     c = probs.shape[1]
-    p = np.clip(probs.astype(np.float64), 0.0, 1.0)
-    entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+    mean_entropy = float(entropy(np.clip(probs.astype(np.float64), 0.0, 1.0), axis=1).mean())
     kappa = None if previous_predictions is None else cohens_kappa(previous_predictions, probs.argmax(axis=1))
-    return {"stop_set_kappa": kappa, "stop_set_uncertainty": float(entropy.mean() / np.log(c)) if c > 1 else 0.0}
+    return {"stop_set_kappa": kappa, "stop_set_uncertainty": mean_entropy / float(np.log(c)) if c > 1 else 0.0}
 
 
 def stop_reason(history: Sequence[Mapping[str, Any]], loop: LoopConfig, items_requested: int) -> str | None:

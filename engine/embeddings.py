@@ -15,6 +15,12 @@ import torch
 from tqdm.auto import tqdm
 
 
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, d) mean of the last hidden layer over real tokens: padding must not move an embedding."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
 @torch.inference_mode()
 def mean_pooled(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
                 progress: bool = False, desc: str = "embedding") -> np.ndarray:
@@ -30,8 +36,7 @@ def mean_pooled(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_s
         inputs = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
                            return_tensors="pt").to(device)
         hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        chunks.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu().numpy())
+        chunks.append(masked_mean(hidden, inputs["attention_mask"]).float().cpu().numpy())
         bar.update(len(idx))
     bar.close()
     if not chunks:

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from engine.config import StudentConfig
+from engine.embeddings import masked_mean
 from strategies.base import Scores
 
 
@@ -169,8 +170,7 @@ class Student:
                 inputs = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.config.max_length,
                                         padding=True, return_tensors="pt").to(self.device)
                 output = self.model(**inputs, output_hidden_states=True)
-                mask = inputs["attention_mask"].unsqueeze(-1).to(output.hidden_states[-1].dtype)
-                pooled = (output.hidden_states[-1] * mask).sum(1) / mask.sum(1).clamp(min=1)
+                pooled = masked_mean(output.hidden_states[-1], inputs["attention_mask"])
                 probs.append(torch.softmax(output.logits.float(), dim=-1).cpu().numpy())
                 embeddings.append(pooled.float().cpu().numpy())
                 if mc_passes:

@@ -354,8 +354,8 @@ def main() -> None:
         peer_best = max(peers, key=lambda k: peers[k]["aulc_mean"])
         line += f"; small-text best: {peer_best} {peers[peer_best]['aulc_mean']:.4f}"
     print(line)
-    stem = args.out or str(RESULTS / f"label_efficiency_{args.dataset}_{args.classifier}"
-                                     + ("_teacher_embeddings" if args.strategy_embeddings == "teacher" else ""))
+    suffix = "_teacher_embeddings" if args.strategy_embeddings == "teacher" else ""
+    stem = args.out or str(RESULTS / f"label_efficiency_{args.dataset}_{args.classifier}{suffix}")
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     plot(table, title, Path(stem + ".png"))
     Path(stem + ".json").write_text(json.dumps({

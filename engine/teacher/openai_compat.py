@@ -40,6 +40,7 @@ from tqdm import tqdm
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
 from engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
+from engine.teacher import cache as teacher_cache
 from engine.teacher.cache import template_source
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
 from engine.teacher.prompts import load_template, render_messages
@@ -322,8 +323,13 @@ class OpenAITeacher:
         self._strict = load_template("strict.j2")
         self._verify = load_template("verify.j2")
         self.schema = verbalized_schema(self.labels) if self.method == "verbalized" else label_schema(self.labels)
+        # Everything that shapes the answer (and its confidence) is in the key, with the cache's version:
+        # bumping CACHE_VERSION retires old entries.
         sampling: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens,
-                                    "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method}
+                                    "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method,
+                                    "cache_version": teacher_cache.CACHE_VERSION}
+        if self.method == "logprobs":  # the only method that asks for logprobs: they make its confidence
+            sampling.update(logprobs=config.logprobs, top_logprobs=config.top_logprobs)
         if self.method == "self_consistency":
             sampling.update(samples=config.samples, sample_temperature=config.sample_temperature)
         if self.method == "p_true":  # the check's question shapes the confidence: a new one is a new call

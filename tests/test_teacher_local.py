@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from engine.config import LocalTeacherConfig, TaskConfig
+from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
 from engine.teacher import TeacherItem, build_teacher
 
 TASK = TaskConfig(labels=["positive", "negative"], instruction="Classify the sentiment of the review.",
@@ -53,3 +53,10 @@ def test_calibration_changes_the_distribution():
     a, b = raw.label(item)[0], calibrated.label(item)[0]
     assert a.prompt_hash != b.prompt_hash
     assert a.distribution["positive"] != pytest.approx(b.distribution["positive"], abs=1e-3)
+
+
+def test_max_length_must_leave_room_for_the_prompt(teacher):
+    longest = max(len(ids) for ids in teacher.inner._label_ids)  # the fixture: skipped where the model is missing
+    with pytest.raises(ConfigError, match=r"^teacher\.max_length: \d+ leaves no room for the prompt") as err:
+        build_teacher(LocalTeacherConfig(max_length=longest), TASK)
+    assert "\n" not in str(err.value)

@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from engine.config import LocalTeacherConfig, TaskConfig
+from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
 from engine.student import resolve_model_path
 from engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from engine.teacher.prompts import load_template, render_messages
@@ -78,6 +78,10 @@ class LocalTeacher:
         self.model.to(torch.device(config.device)).eval()
         end = self.tokenizer.eos_token or ""
         self._label_ids = [self.tokenizer(name + end, add_special_tokens=False)["input_ids"] for name in task.label_names]
+        longest = max(len(ids) for ids in self._label_ids)
+        if config.max_length <= longest:  # no room left for the prompt
+            raise ConfigError(f"teacher.max_length: {config.max_length} leaves no room for the prompt; the longest "
+                              f"label takes {longest} tokens, so give more than that (default 512)")
         # transformers renames past_key_values to cache (5.x); use whichever this version takes.
         self._cache_argument = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         pad = self.tokenizer.pad_token_id

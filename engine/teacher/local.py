@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -54,16 +55,19 @@ def load_causal_lm(model: str, gguf_file: str | None, cache_dir: str | None) -> 
     tokenizer = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf)
     lm = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf)
     tmp = cached.with_name(cached.name + f".tmp{time.time_ns()}")
-    tokenizer.save_pretrained(tmp)
-    # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
-    lm.hf_quantizer = None
-    if hasattr(lm.config, "quantization_config"):
-        del lm.config.quantization_config
-    lm.save_pretrained(tmp)
     try:
-        tmp.replace(cached)
-    except OSError:  # another process cached it first
-        pass
+        tokenizer.save_pretrained(tmp)
+        # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(tmp)
+        try:
+            tmp.replace(cached)
+        except OSError:  # another process cached it first
+            pass
+    finally:  # gone once moved into place; otherwise a leftover (a lost race, a failed save)
+        shutil.rmtree(tmp, ignore_errors=True)
     return tokenizer, lm
 
 

@@ -214,3 +214,16 @@ def test_old_run_database_gets_the_new_call_columns(tmp_path):
         assert (old["cached"], old["cost"], old["confidence_method"]) == (0, 0, None)
         assert store.teacher_usage() == {"calls": 1, "cached": 0, "failed": 0, "prompt_tokens": 10,
                                          "completion_tokens": 0, "cost": 0.0}
+
+
+def test_template_source_is_what_load_template_renders(tmp_path):
+    from engine.teacher.prompts import load_template, template_source
+
+    mine = tmp_path / "mine.j2"
+    mine.write_text("Label: {{ text }}")
+    assert template_source(str(mine)) == "Label: {{ text }}"
+    assert load_template(str(mine)).render(text="x") == "Label: x"
+    assert "{{" in template_source("classify.j2")  # a file of the prompts package
+    assert template_source(str(tmp_path / "missing.j2")) is None
+    with pytest.raises(FileNotFoundError, match="prompt template not found"):
+        load_template(str(tmp_path / "missing.j2"))

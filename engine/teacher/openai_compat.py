@@ -41,9 +41,8 @@ from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
 from engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
 from engine.teacher import cache as teacher_cache
-from engine.teacher.cache import template_source
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
-from engine.teacher.prompts import load_template, render_messages
+from engine.teacher.prompts import load_template, render_messages, template_source
 from engine.teacher.ratelimit import RateLimits
 
 # The "label" member of a JSON object and its string value (group 1, still JSON-escaped).

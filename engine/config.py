@@ -1,7 +1,7 @@
 """A job's configuration: pydantic models, strict about keys, and one-line errors that name the key.
 
-Relative paths in a config resolve against the config file's folder, so a job runs the
-same from any working directory.
+Relative data paths (data.pool, data.seed, data.eval) resolve against the config file's folder,
+so a job finds its data from any working directory; other paths are taken as written.
 """
 from __future__ import annotations
 

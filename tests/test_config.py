@@ -71,6 +71,16 @@ def test_overrides_are_typed_and_checked(tmp_path):
         load_config(path, ["loop.rounds"])
 
 
+@pytest.mark.parametrize("kind", ["local", "openai", "vllm"])
+def test_every_teacher_kind_takes_prompt_and_few_shot(tmp_path, kind):
+    model = "" if kind == "local" else ", model: m"
+    config = load_config(write(tmp_path, BASE + f"teacher: {{kind: {kind}{model}}}\n"))
+    assert config.teacher.prompt == "classify.j2" and config.teacher.few_shot.k == 0
+    config = load_config(write(tmp_path, BASE), [f"teacher.kind={kind}", *(["teacher.model=m"] if model else []),
+                                                 "teacher.prompt=mine.j2", "teacher.few_shot.k=3"])
+    assert (config.teacher.kind, config.teacher.prompt, config.teacher.few_shot.k) == (kind, "mine.j2", 3)
+
+
 def test_invalid_yaml_names_the_line(tmp_path):
     with pytest.raises(ConfigError, match=r"job\.yaml: line \d+ not valid YAML"):
         load_config(write(tmp_path, BASE + "loop: [unclosed\n"))

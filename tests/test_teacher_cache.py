@@ -83,6 +83,24 @@ def test_cache_key_covers_model_prompt_sampling_and_method(tmp_path, proxy):
     assert hit.cached and proxy.log() == []
 
 
+def test_openai_key_covers_logprobs_and_the_cache_version(tmp_path, monkeypatch):
+    """No server needed: the key is computed from the config and the rendered prompt alone."""
+    from engine.teacher import cache as teacher_cache
+    from engine.teacher.openai_compat import OpenAITeacher
+
+    def key(**overrides) -> str:
+        return OpenAITeacher(config("http://127.0.0.1:9/v1", tmp_path / "cache.db", **overrides), TASK,
+                             progress=False).cache_key(ITEMS[0])
+
+    base = key()
+    assert key(logprobs=False) != base  # no logprobs: no confidence, a different result
+    assert key(top_logprobs=2) != base  # fewer alternatives: a different distribution
+    # Self-consistency never asks for logprobs, so they do not split its cache.
+    assert key(confidence="self_consistency", logprobs=False) == key(confidence="self_consistency")
+    monkeypatch.setattr(teacher_cache, "CACHE_VERSION", teacher_cache.CACHE_VERSION + 1)
+    assert key() != base
+
+
 def test_errors_are_never_cached(tmp_path, proxy):
     cache_file = tmp_path / "cache.db"
     proxy.by_item[ITEMS[0].text] = [status(400)]
@@ -196,3 +214,16 @@ def test_old_run_database_gets_the_new_call_columns(tmp_path):
         assert (old["cached"], old["cost"], old["confidence_method"]) == (0, 0, None)
         assert store.teacher_usage() == {"calls": 1, "cached": 0, "failed": 0, "prompt_tokens": 10,
                                          "completion_tokens": 0, "cost": 0.0}
+
+
+def test_template_source_is_what_load_template_renders(tmp_path):
+    from engine.teacher.prompts import load_template, template_source
+
+    mine = tmp_path / "mine.j2"
+    mine.write_text("Label: {{ text }}")
+    assert template_source(str(mine)) == "Label: {{ text }}"
+    assert load_template(str(mine)).render(text="x") == "Label: x"
+    assert "{{" in template_source("classify.j2")  # a file of the prompts package
+    assert template_source(str(tmp_path / "missing.j2")) is None
+    with pytest.raises(FileNotFoundError, match="prompt template not found"):
+        load_template(str(tmp_path / "missing.j2"))

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from engine.config import LocalTeacherConfig, TaskConfig
+from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
 from engine.teacher import TeacherItem, build_teacher
 
 TASK = TaskConfig(labels=["positive", "negative"], instruction="Classify the sentiment of the review.",
@@ -53,3 +53,55 @@ def test_calibration_changes_the_distribution():
     a, b = raw.label(item)[0], calibrated.label(item)[0]
     assert a.prompt_hash != b.prompt_hash
     assert a.distribution["positive"] != pytest.approx(b.distribution["positive"], abs=1e-3)
+
+
+def test_max_length_must_leave_room_for_the_prompt(teacher):
+    longest = max(len(ids) for ids in teacher.inner._label_ids)  # the fixture: skipped where the model is missing
+    with pytest.raises(ConfigError, match=r"^teacher\.max_length: \d+ leaves no room for the prompt") as err:
+        build_teacher(LocalTeacherConfig(max_length=longest), TASK)
+    assert "\n" not in str(err.value)
+
+
+class _FakeSaved:
+    """Stands in for a tokenizer or model loaded from a GGUF file (transformers is not run)."""
+
+    def __init__(self, on_save=None):
+        self.config, self.on_save = type("Config", (), {})(), on_save
+
+    def save_pretrained(self, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text("{}")
+        if self.on_save is not None:
+            self.on_save(folder)
+
+
+@pytest.mark.parametrize("outcome", ["moved", "lost_race", "save_failed"])
+def test_dequantized_gguf_leaves_no_temporary_folder(tmp_path, monkeypatch, outcome):
+    import transformers
+
+    from engine.teacher.local import load_causal_lm
+
+    model_dir, cache_dir = tmp_path / "model", tmp_path / "cache"
+    model_dir.mkdir()
+    (model_dir / "m.gguf").write_bytes(b"not really a gguf")
+
+    def on_save(tmp):
+        if outcome == "lost_race":  # another process put its copy in place meanwhile
+            other = tmp.with_name(tmp.name.split(".tmp")[0])
+            other.mkdir(parents=True)
+            (other / "config.json").write_text("{}")
+        elif outcome == "save_failed":
+            raise OSError("disk full")
+
+    monkeypatch.setattr(transformers, "AutoTokenizer", type("T", (), {"from_pretrained": staticmethod(
+        lambda *a, **k: _FakeSaved())}))
+    monkeypatch.setattr(transformers, "AutoModelForCausalLM", type("M", (), {"from_pretrained": staticmethod(
+        lambda *a, **k: _FakeSaved(on_save))}))
+    if outcome == "save_failed":
+        with pytest.raises(OSError, match="disk full"):
+            load_causal_lm(str(model_dir), None, str(cache_dir))
+    else:
+        load_causal_lm(str(model_dir), None, str(cache_dir))
+    left = sorted(p.name for p in cache_dir.iterdir())
+    assert not [name for name in left if ".tmp" in name], left
+    assert len(left) == (0 if outcome == "save_failed" else 1)

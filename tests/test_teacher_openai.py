@@ -300,6 +300,22 @@ def test_parse_label_leniency_is_harmless():
     assert parse_label(' Positive\n', labels)[0] == "positive"  # a bare label (vLLM's guided_choice)
     assert parse_label('positive, I think', labels)[1] == "unparsable"
     assert parse_label(None, labels)[1] == "unparsable"
+    assert parse_label(' Positive\n', labels, bare=False)[1] == "unparsable"  # when more than the label is asked
+
+
+def test_teacher_parses_answers_with_parse_label():
+    """The teacher's own parsing is parse_label's, plus the confidence a verbalized answer must carry."""
+    plain = make_teacher("http://127.0.0.1:9/v1")
+    for answer in (' {"label": "neutral"} \n', '{"label": "POSITIVE"}', '{"label": "positive!"}', " Positive\n", None):
+        label, data, error, message = plain._parse(answer)
+        assert (label, error, message) == parse_label(answer, TASK.label_names) and data is None
+    verbalized = make_teacher("http://127.0.0.1:9/v1", confidence="verbalized")
+    assert verbalized._parse('{"label": "Positive", "confidence": 80}') == (
+        "positive", {"label": "Positive", "confidence": 80}, None, "")
+    assert verbalized._parse(" positive ")[2] == "unparsable"  # a bare label has no confidence
+    assert verbalized._parse('{"label": "positive"}')[2:] == (
+        "unparsable", "\"confidence\" is missing or not a number: None")
+    assert verbalized._parse('{"label": "happy", "confidence": 80}')[2] == "out_of_set"
 
 
 def _token(text: str, logprob: float, top: list[tuple[str, float]] = ()):

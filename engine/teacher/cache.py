@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.resources
 import json
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
+from engine.teacher.prompts import template_source
 
 # Bump when what a backend answers for the same key changes (a new scoring rule): old entries stop matching.
 CACHE_VERSION = 1
@@ -79,15 +79,6 @@ def _from_json(text: str) -> TeacherResult:
     return TeacherResult(**fields)
 
 
-def template_source(name: str) -> str:
-    """The text of a prompt template (a path, or a file of the prompts package); '' when there is none."""
-    path = Path(name)
-    if path.is_file():
-        return path.read_text(encoding="utf-8")
-    resource = importlib.resources.files("prompts").joinpath(name)
-    return resource.read_text(encoding="utf-8") if resource.is_file() else ""
-
-
 def fallback_key(teacher: Any, item: TeacherItem) -> str:
     """Key for a teacher without `cache_key`: everything that shapes its prompt and answer, that is
     its config (less the keys that only say how to pay and wait), its task, its template's text,
@@ -99,7 +90,7 @@ def fallback_key(teacher: Any, item: TeacherItem) -> str:
                                                         "cache_dir", "concurrency"}) if config is not None else {}
     parts = [str(CACHE_VERSION), teacher.model_id, json.dumps(settings, sort_keys=True),
              json.dumps(task.model_dump(mode="json") if task is not None else None, sort_keys=True),
-             template_source(settings.get("prompt", "")),
+             template_source(settings.get("prompt", "")) or "",
              json.dumps([[e.text, e.label] for e in item.examples]), item.text]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +22,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from engine.config import LocalTeacherConfig, TaskConfig
+from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
 from engine.student import resolve_model_path
 from engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from engine.teacher.prompts import load_template, render_messages
@@ -54,16 +55,19 @@ def load_causal_lm(model: str, gguf_file: str | None, cache_dir: str | None) -> 
     tokenizer = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf)
     lm = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf)
     tmp = cached.with_name(cached.name + f".tmp{time.time_ns()}")
-    tokenizer.save_pretrained(tmp)
-    # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
-    lm.hf_quantizer = None
-    if hasattr(lm.config, "quantization_config"):
-        del lm.config.quantization_config
-    lm.save_pretrained(tmp)
     try:
-        tmp.replace(cached)
-    except OSError:  # another process cached it first
-        pass
+        tokenizer.save_pretrained(tmp)
+        # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(tmp)
+        try:
+            tmp.replace(cached)
+        except OSError:  # another process cached it first
+            pass
+    finally:  # gone once moved into place; otherwise a leftover (a lost race, a failed save)
+        shutil.rmtree(tmp, ignore_errors=True)
     return tokenizer, lm
 
 
@@ -78,6 +82,10 @@ class LocalTeacher:
         self.model.to(torch.device(config.device)).eval()
         end = self.tokenizer.eos_token or ""
         self._label_ids = [self.tokenizer(name + end, add_special_tokens=False)["input_ids"] for name in task.label_names]
+        longest = max(len(ids) for ids in self._label_ids)
+        if config.max_length <= longest:  # no room left for the prompt
+            raise ConfigError(f"teacher.max_length: {config.max_length} leaves no room for the prompt; the longest "
+                              f"label takes {longest} tokens, so give more than that (default 512)")
         # transformers renames past_key_values to cache (5.x); use whichever this version takes.
         self._cache_argument = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         pad = self.tokenizer.pad_token_id

@@ -40,19 +40,15 @@ from tqdm import tqdm
 from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
 from engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
-from engine.teacher.cache import template_source
+from engine.teacher import cache as teacher_cache
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
-from engine.teacher.prompts import load_template, render_messages
+from engine.teacher.prompts import load_template, render_messages, template_source
 from engine.teacher.ratelimit import RateLimits
 
 # The "label" member of a JSON object and its string value (group 1, still JSON-escaped).
 _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)
 _FENCE = re.compile(r"^```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```$", re.DOTALL)
 _RETRY_AFTER_CAP_S = 60.0
-
-
-class _FormatRejected(Exception):
-    """The server refused `response_format` of type json_schema (llama-cpp-python does, with a 500)."""
 
 
 def label_schema(labels: Sequence[str]) -> dict[str, Any]:
@@ -120,14 +116,16 @@ def parse_answer(content: str | None) -> tuple[dict[str, Any] | None, str]:
     return data, ""
 
 
-def parse_label(content: str | None, labels: Sequence[str]) -> tuple[str | None, ErrorKind | None, str]:
+def parse_label(content: str | None, labels: Sequence[str],
+                bare: bool = True) -> tuple[str | None, ErrorKind | None, str]:
     """(label, error, message) from the model's answer. Lenient only where it is harmless:
     surrounding whitespace and code fences are dropped, a label matching one of the set except
-    for letter case is taken as that label, and so is an answer that is a label and nothing else."""
+    for letter case is taken as that label, and so is an answer that is a label and nothing else
+    (unless `bare` is False: an answer that must carry more than the label)."""
     data, problem = parse_answer(content)
     if data is None:
-        bare = bare_label(content, labels)
-        return (bare, None, "") if bare is not None else (None, "unparsable", problem)
+        label = bare_label(content, labels) if bare else None
+        return (label, None, "") if label is not None else (None, "unparsable", problem)
     return label_of(data, labels)
 
 
@@ -322,8 +320,13 @@ class OpenAITeacher:
         self._strict = load_template("strict.j2")
         self._verify = load_template("verify.j2")
         self.schema = verbalized_schema(self.labels) if self.method == "verbalized" else label_schema(self.labels)
+        # Everything that shapes the answer (and its confidence) is in the key, with the cache's version:
+        # bumping CACHE_VERSION retires old entries.
         sampling: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens,
-                                    "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method}
+                                    "schema": self.schema, "extra_body": config.extra_body, "confidence": self.method,
+                                    "cache_version": teacher_cache.CACHE_VERSION}
+        if self.method == "logprobs":  # the only method that asks for logprobs: they make its confidence
+            sampling.update(logprobs=config.logprobs, top_logprobs=config.top_logprobs)
         if self.method == "self_consistency":
             sampling.update(samples=config.samples, sample_temperature=config.sample_temperature)
         if self.method == "p_true":  # the check's question shapes the confidence: a new one is a new call
@@ -471,16 +474,16 @@ class OpenAITeacher:
         return response
 
     def _parse(self, content: str | None) -> tuple[str | None, dict[str, Any] | None, ErrorKind | None, str]:
-        data, problem = parse_answer(content)
-        if data is None:
-            bare = bare_label(content, self.labels) if self.method != "verbalized" else None
-            return (bare, None, None, "") if bare is not None else (None, None, "unparsable", problem)
-        label, error, message = label_of(data, self.labels)
-        if error is None and self.method == "verbalized":
-            confidence, message = verbalized_confidence(data)
-            if confidence is None:
-                return None, data, "unparsable", message
-        return label, data, error, message
+        """(label, the answer's JSON object when the method reads more from it, error, message)."""
+        verbalized = self.method == "verbalized"
+        label, error, message = parse_label(content, self.labels, bare=not verbalized)
+        if error is not None or not verbalized:
+            return label, None, error, message
+        data, _ = parse_answer(content)  # a JSON object: a verbalized answer is never a bare label
+        confidence, message = verbalized_confidence(data or {})
+        if confidence is None:
+            return None, data, "unparsable", message
+        return label, data, None, ""
 
     async def _ask(self, session: _Session, messages: list[dict[str, str]], spent: _Spent, *,
                    temperature: float, logprobs: bool, seed: int | None = None) -> _Answer:

@@ -27,16 +27,21 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
-def load_template(name: str) -> jinja2.Template:
-    """A template by file name from the `prompts` package, or by path to a file of the user's."""
+def template_source(name: str) -> str | None:
+    """The text of a template: a path to a file of the user's, else a file of the `prompts` package;
+    None when there is neither."""
     path = Path(name)
     if path.is_file():
-        source = path.read_text(encoding="utf-8")
-    else:
-        resource = importlib.resources.files("prompts").joinpath(name)
-        if not resource.is_file():
-            raise FileNotFoundError(f"prompt template not found: {name} (looked in the prompts package and as a path)")
-        source = resource.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
+    resource = importlib.resources.files("prompts").joinpath(name)
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
+
+
+def load_template(name: str) -> jinja2.Template:
+    """A template by file name from the `prompts` package, or by path to a file of the user's."""
+    source = template_source(name)
+    if source is None:
+        raise FileNotFoundError(f"prompt template not found: {name} (looked in the prompts package and as a path)")
     return _environment().from_string(source)
 
 

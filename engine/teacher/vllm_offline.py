@@ -22,7 +22,7 @@ from engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, dis
 from engine.teacher.prompts import load_template, render_messages
 
 
-def sampling_kwargs(config: VLLMTeacherConfig, labels: Sequence[str]) -> dict[str, Any]:
+def sampling_kwargs(config: VLLMTeacherConfig) -> dict[str, Any]:
     """SamplingParams arguments, apart from the structured-output constraint (named per vLLM version)."""
     return {"temperature": config.temperature, "max_tokens": config.max_tokens, "logprobs": config.top_logprobs,
             "seed": config.seed}
@@ -31,7 +31,7 @@ def sampling_kwargs(config: VLLMTeacherConfig, labels: Sequence[str]) -> dict[st
 def make_sampling_params(vllm: Any, config: VLLMTeacherConfig, labels: Sequence[str]) -> Any:
     """`vllm.SamplingParams` constrained to `labels`, for the installed vLLM's structured-output API."""
     params_module = vllm.sampling_params
-    kwargs = sampling_kwargs(config, labels)
+    kwargs = sampling_kwargs(config)
     if hasattr(params_module, "StructuredOutputsParams"):  # vLLM >= 0.12
         return vllm.SamplingParams(structured_outputs=params_module.StructuredOutputsParams(choice=list(labels)),
                                    **kwargs)
@@ -124,7 +124,7 @@ class VLLMTeacher:
         started = time.perf_counter()
         outputs = llm.chat(conversations, params, use_tqdm=self.progress)
         latency = (time.perf_counter() - started) / len(items)  # one call for the batch: each item's share
-        settings = json.dumps(sampling_kwargs(self.config, self.task.label_names), sort_keys=True)
+        settings = json.dumps(sampling_kwargs(self.config), sort_keys=True)
         results = []
         for position, (messages, output) in enumerate(zip(conversations, outputs)):
             usage = Usage(prompt_tokens=len(output.prompt_token_ids or []),

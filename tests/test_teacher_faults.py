@@ -93,8 +93,8 @@ def test_every_fault_kind_ends_labeled_none_lost_none_paid_twice(proxy):
 def test_timeout_is_retried_and_then_reported(proxy):
     slow = TEXTS[0]
     # A timeout long enough for the real answer on a loaded machine; the held request outlasts it.
-    proxy.by_item[slow] = [Fault("delay", seconds=10.5)]
-    teacher = make_teacher(proxy.base_url, timeout_s=10.0, max_retries=1, concurrency=1)
+    proxy.by_item[slow] = [Fault("delay", seconds=15.5)]
+    teacher = make_teacher(proxy.base_url, timeout_s=15.0, max_retries=1, concurrency=1)
     [result] = label_all(teacher, ITEMS[:1])
     assert result.ok, result  # the second try passed
     assert [a.fault for a in proxy.log() if a.item_text == slow][:1] == ["delay"]

@@ -14,7 +14,7 @@ from engine.teacher import TeacherItem, build_backend
 from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence
 from engine.teacher.openai_compat import OpenAITeacher
 from engine.teacher.ratelimit import TokenBucket
-from fault_proxy import FaultProxy
+from fault_proxy import Fault, FaultProxy
 
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Classify the sentiment.",
                   description="Short reviews.")
@@ -55,6 +55,18 @@ def test_self_consistency_samples_k_answers_and_reports_agreement(proxy):
         assert math.isclose(sum(result.distribution.values()), 1.0)
         assert len(json.loads(result.raw)) == 4  # every sample's answer is kept
         assert result.usage.completion_tokens >= 4  # all samples paid for
+
+
+def test_self_consistency_votes_on_the_samples_that_arrived(proxy):
+    proxy.by_item[ITEMS[0].text] = [Fault("status", status=500)]  # one of its 3 samples fails, with no retry
+    [result] = make(proxy, confidence="self_consistency", samples=3, max_retries=0).label(ITEMS[:1])
+    assert result.ok, result
+    assert len(json.loads(result.raw)) == 2 and result.confidence in (0.5, 1.0)
+    assert len(answered(proxy)) == 2  # the two good answers were paid once, and used
+
+    proxy.by_item[ITEMS[0].text] = [Fault("status", status=500)] * 2  # most samples fail: the item fails
+    [result] = make(proxy, confidence="self_consistency", samples=3, max_retries=0).label(ITEMS[:1])
+    assert result.error == "server" and result.label is None
 
 
 def test_verbalized_asks_for_a_number_and_reads_it(proxy):

@@ -536,10 +536,11 @@ class OpenAITeacher:
             outcomes = await asyncio.gather(
                 *(self._ask(session, messages, spent, temperature=cfg.sample_temperature, logprobs=False, seed=i)
                   for i in range(cfg.samples)), return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
             answers = [a for a in outcomes if isinstance(a, _Answer)]
+            # Vote on the samples that arrived when at least half did: failing the item would buy them all again.
+            if failures and (len(answers) * 2 < cfg.samples or not isinstance(failures[0], _CallFailed)):
+                raise failures[0]
             vote = majority_vote([a.label for a in answers], self.labels)
             raw = json.dumps([a.raw for a in answers])
             if vote.label is None:

@@ -99,3 +99,13 @@ def llama_server():
             process.wait(timeout=10)
         log.close()
         os.unlink(log.name)
+
+
+@pytest.fixture
+def proxy(llama_server):
+    """A fault-injecting proxy (tests/fault_proxy.py) in front of the real llama.cpp server."""
+    from fault_proxy import FaultProxy
+
+    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
+    yield fault_proxy
+    fault_proxy.close()

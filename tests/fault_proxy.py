@@ -20,12 +20,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Fault:
     """What the proxy does with one request. kind: "pass" (forward), "status" (answer `status` with
     `headers`), "delay" (hold the request `seconds`, then close without answering), "drop" (close
-    the connection at once), "malformed" (200 with a body that is not JSON)."""
+    the connection at once), "malformed" (200 with a body that is not JSON), "rewrite" (forward, and
+    put `content` in place of the server's answer, without logprobs; it waits for a request the server
+    answers with 200, so llama-cpp-python's refusal of a json_schema request does not use it up)."""
 
     kind: str
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    content: str = ""
 
 
 PASS = Fault("pass")
@@ -57,7 +60,7 @@ def item_text(body: dict) -> str | None:
 
 class FaultProxy:
     """`script` is consumed one fault per request in arrival order; when it is empty, requests pass.
-    `script_for(text)` holds faults for the requests of one item (taken before the general script)."""
+    `by_item[text]` holds faults for the requests of one item (taken before the general script)."""
 
     def __init__(self, upstream_root: str):
         self.upstream_root = upstream_root
@@ -82,12 +85,12 @@ class FaultProxy:
                 text = item_text(body)
                 arrived = time.monotonic()
                 with proxy._lock:
-                    queue = proxy.by_item.get(text or "")
-                    fault = queue.pop(0) if queue else (proxy.script.pop(0) if proxy.script else PASS)
+                    queue = proxy.by_item.get(text or "") or proxy.script
+                    fault = queue.pop(0) if queue else PASS
 
-                def note(code: int | None) -> None:
+                def note(code: int | None, kind: str = fault.kind) -> None:
                     with proxy._lock:
-                        proxy.arrivals.append(Arrival(arrived, text, fault.kind, code, body))
+                        proxy.arrivals.append(Arrival(arrived, text, kind, code, body))
 
                 if fault.kind == "status":
                     note(fault.status)
@@ -113,6 +116,16 @@ class FaultProxy:
                         code, payload = response.status, response.read()
                 except urllib.error.HTTPError as error:
                     code, payload = error.code, error.read()
+                if fault.kind == "rewrite" and code != 200:
+                    with proxy._lock:
+                        queue.insert(0, fault)  # not an answer: the rewrite waits for the next one
+                    note(code, "pass")
+                    return self._answer(code, payload, {})
+                if fault.kind == "rewrite":
+                    data = json.loads(payload)
+                    data["choices"][0]["message"]["content"] = fault.content
+                    data["choices"][0]["logprobs"] = None
+                    payload = json.dumps(data).encode()
                 note(code)
                 return self._answer(code, payload, {})
 
@@ -140,8 +153,8 @@ class FaultProxy:
             return sorted(self.arrivals, key=lambda a: a.at)
 
     def forwarded(self) -> list[Arrival]:
-        """Requests the real server answered (any status)."""
-        return [a for a in self.log() if a.fault == "pass"]
+        """Requests the real server answered (any status), rewritten ones included."""
+        return [a for a in self.log() if a.fault in ("pass", "rewrite")]
 
     def paid(self) -> dict[str | None, int]:
         """Per item text: requests the real server answered with 200 (each one a paid answer)."""

@@ -5,7 +5,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 
 from engine.config import FewShotConfig, TaskConfig
 from engine.examples import with_examples

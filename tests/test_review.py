@@ -1,6 +1,5 @@
 """Queue-mode review on a real run database: terminal answers, imported decisions, and their errors."""
 import json
-from pathlib import Path
 
 import pytest
 

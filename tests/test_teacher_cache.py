@@ -16,7 +16,7 @@ from engine.store import Store
 from engine.teacher import TeacherItem, TeacherResult, build_teacher
 from engine.teacher.base import Usage, call_cost
 from engine.teacher.cache import CachingTeacher, TeacherCache, default_cache_path, fallback_key
-from fault_proxy import FaultProxy, status
+from fault_proxy import status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Classify the sentiment.",
@@ -24,13 +24,6 @@ TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Class
 ITEMS = [TeacherItem(f"c{i}", text) for i, text in enumerate([
     "Loved it, five stars.", "Broke on day one.", "It is a box.", "Would buy again!"])]
 PRICES = dict(price_input_per_mtok=2.0, price_output_per_mtok=8.0)
-
-
-@pytest.fixture
-def proxy(llama_server):
-    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
-    yield fault_proxy
-    fault_proxy.close()
 
 
 def config(base_url: str, cache_path, **overrides) -> OpenAITeacherConfig:

@@ -22,13 +22,6 @@ ITEMS = [TeacherItem(f"k{i}", text) for i, text in enumerate(["I love this phone
                                                               "Awful. It broke and support ignored me."])]
 
 
-@pytest.fixture
-def proxy(llama_server):
-    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
-    yield fault_proxy
-    fault_proxy.close()
-
-
 def make(proxy: FaultProxy, **overrides) -> OpenAITeacher:
     config = OpenAITeacherConfig(base_url=proxy.base_url, model="smollm2", api_key_env="QUARRY_TEST_NO_SUCH_API_KEY",
                                  cache=False, **overrides)

@@ -8,7 +8,6 @@ import json
 import time
 from typing import get_args
 
-import pytest
 
 from engine.config import DataConfig, JobConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
 from engine.loop import _label, _Run
@@ -16,7 +15,7 @@ from engine.store import Store
 from engine.teacher import TeacherItem, TeacherResult, build_backend
 from engine.teacher.base import ErrorKind
 from engine.teacher.openai_compat import OpenAITeacher
-from fault_proxy import Fault, FaultProxy, status
+from fault_proxy import Fault, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Classify the sentiment of the review.",
@@ -58,13 +57,6 @@ def label_all(teacher: OpenAITeacher, items: list[TeacherItem]) -> list[TeacherR
     assert len(results) == len(items) and sorted(seen) == list(range(len(items)))
     assert all(seen[i] is results[i] for i in range(len(items)))
     return results
-
-
-@pytest.fixture
-def proxy(llama_server):
-    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
-    yield fault_proxy
-    fault_proxy.close()
 
 
 def test_every_fault_kind_ends_labeled_none_lost_none_paid_twice(proxy):

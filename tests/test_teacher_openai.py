@@ -8,11 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from typing import get_args
 
@@ -24,6 +20,7 @@ from engine.teacher import TeacherItem, TeacherResult, build_backend
 from engine.teacher.base import ErrorKind, prompt_hash
 from engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
 from engine.teacher.prompts import load_template, render_messages
+from fault_proxy import Fault, FaultProxy, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
 TASK = TaskConfig(
@@ -137,120 +134,57 @@ def test_missing_api_key_without_base_url_raises_one_line(monkeypatch):
 
 # -- faults, injected by a proxy in front of the real server --------------------------------------
 
-class FaultProxy:
-    """Forwards POSTs to the real server. `faults` is consumed in order: ("status", code, headers)
-    answers the next request itself; ("rewrite", content) replaces the answer of the next request
-    the real server answers with 200."""
-
-    def __init__(self, upstream_root: str):
-        self.upstream_root = upstream_root
-        self.faults: list[tuple] = []
-        self.log: list[tuple[str, int]] = []
-        self.bodies: list[dict] = []  # every request's JSON body, in arrival order
-        self._lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with proxy._lock:
-                    proxy.bodies.append(json.loads(body))
-                    fault = proxy.faults.pop(0) if proxy.faults and proxy.faults[0][0] == "status" else None
-                if fault is not None:
-                    _, code, headers = fault
-                    payload = json.dumps({"error": {"message": f"injected {code}", "type": "injected"}}).encode()
-                    proxy.log.append(("injected", code))
-                    return self._answer(code, payload, headers)
-                request = urllib.request.Request(proxy.upstream_root + self.path, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(request, timeout=120) as response:
-                        status, payload = response.status, response.read()
-                except urllib.error.HTTPError as error:
-                    status, payload = error.code, error.read()
-                with proxy._lock:
-                    rewrite = (proxy.faults.pop(0) if status == 200 and proxy.faults
-                               and proxy.faults[0][0] == "rewrite" else None)
-                if rewrite is not None:
-                    data = json.loads(payload)
-                    data["choices"][0]["message"]["content"] = rewrite[1]
-                    data["choices"][0]["logprobs"] = None
-                    payload = json.dumps(data).encode()
-                proxy.log.append(("rewritten" if rewrite else "forwarded", status))
-                self._answer(status, payload, {})
-
-            def _answer(self, status: int, payload: bytes, headers: dict):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def proxy(llama_server):
-    fault_proxy = FaultProxy(llama_server.rsplit("/v1", 1)[0])
-    yield fault_proxy
-    fault_proxy.close()
-
-
 def test_server_error_then_success_is_retried(proxy):
-    proxy.faults = [("status", 500, {})]
+    proxy.script = [status(500)]
     [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
     assert result.ok, result
-    assert proxy.log[0] == ("injected", 500)
-    assert proxy.log[-1] == ("forwarded", 200)
+    assert entries(proxy)[0] == ("status", 500)
+    assert entries(proxy)[-1] == ("pass", 200)
 
 
 def test_rate_limit_honours_retry_after(proxy):
-    proxy.faults = [("status", 429, {"Retry-After": "1"})]
+    proxy.script = [status(429, Retry_After="1")]
     started = time.monotonic()
     [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
     assert result.ok, result
     assert time.monotonic() - started >= 1.0
-    assert proxy.log[0] == ("injected", 429)
+    assert entries(proxy)[0] == ("status", 429)
 
 
 def test_server_errors_exhaust_retries(proxy):
-    proxy.faults = [("status", 503, {})] * 3
+    proxy.script = [status(503)] * 3
     [result] = make_teacher(proxy.base_url, max_retries=2).label(ITEMS[:1])
     check_result(result)
     assert result.error == "server"
-    assert proxy.log == [("injected", 503)] * 3
+    assert entries(proxy) == [("status", 503)] * 3
 
 
 def test_client_error_is_not_retried(proxy):
-    proxy.faults = [("status", 400, {})] * 5
+    proxy.script = [status(400)] * 5
     [result] = make_teacher(proxy.base_url, max_retries=3).label(ITEMS[:1])
     check_result(result)
     assert result.error == "other"
     assert "400" in result.error_message
-    assert proxy.log == [("injected", 400)]  # one request, no retry
+    assert entries(proxy) == [("status", 400)]  # one request, no retry
 
 
-def answered(proxy: FaultProxy) -> list[tuple[str, int]]:
+def entries(proxy: FaultProxy) -> list[tuple[str, int | None]]:
+    """(fault, status) of every request, in arrival order."""
+    return [(a.fault, a.status) for a in proxy.log()]
+
+
+def rewrite(content: str) -> Fault:
+    return Fault("rewrite", content=content)
+
+
+def answered(proxy: FaultProxy) -> list[tuple[str, int | None]]:
     """The proxy's log less llama-cpp-python's one 500 refusing the json_schema response format
     (the teacher then switches to the server's own form)."""
-    return [entry for entry in proxy.log if entry != ("forwarded", 500)]
+    return [entry for entry in entries(proxy) if entry != ("pass", 500)]
 
 
 def test_answer_that_is_not_json_is_unparsable_after_a_stricter_retry(proxy):
-    proxy.faults = [("rewrite", "Sure! The sentiment is positive."), ("rewrite", "It is positive.")]
+    proxy.script = [rewrite("Sure! The sentiment is positive."), rewrite("It is positive.")]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     check_result(result)
     assert result.error == "unparsable"
@@ -258,24 +192,24 @@ def test_answer_that_is_not_json_is_unparsable_after_a_stricter_retry(proxy):
     # Both answers are kept for the reviewer, in order.
     assert result.raw.index("Sure! The sentiment is positive.") < result.raw.index("It is positive.")
     assert result.usage.prompt_tokens > 0  # the calls were paid for, and say so
-    assert answered(proxy) == [("rewritten", 200), ("rewritten", 200)]
+    assert answered(proxy) == [("rewrite", 200), ("rewrite", 200)]
     # The stricter follow-up carries the first answer and names the problem.
-    follow_up = proxy.bodies[-1]["messages"]
+    follow_up = proxy.log()[-1].body["messages"]
     assert follow_up[-2] == {"role": "assistant", "content": "Sure! The sentiment is positive."}
     assert "not JSON" in follow_up[-1]["content"] and "positive, negative, neutral" in follow_up[-1]["content"]
 
 
 def test_label_outside_the_set_is_asked_again_and_then_answered(proxy):
-    proxy.faults = [("rewrite", '{"label": "mixed"}')]
+    proxy.script = [rewrite('{"label": "mixed"}')]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     check_result(result)
     assert result.ok, result  # the real server answered the stricter prompt inside the set
-    assert answered(proxy) == [("rewritten", 200), ("forwarded", 200)]
-    assert "'mixed' is not one of" in proxy.bodies[-1]["messages"][-1]["content"]
+    assert answered(proxy) == [("rewrite", 200), ("pass", 200)]
+    assert "'mixed' is not one of" in proxy.log()[-1].body["messages"][-1]["content"]
 
 
 def test_label_outside_the_set_twice_is_out_of_set(proxy):
-    proxy.faults = [("rewrite", '{"label": "mixed"}'), ("rewrite", '{"label": "unsure"}')]
+    proxy.script = [rewrite('{"label": "mixed"}'), rewrite('{"label": "unsure"}')]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     check_result(result)
     assert result.error == "out_of_set"
@@ -283,7 +217,7 @@ def test_label_outside_the_set_twice_is_out_of_set(proxy):
 
 
 def test_fenced_answer_in_other_case_is_accepted(proxy):
-    proxy.faults = [("rewrite", '```json\n{"label": "Negative"}\n```')]
+    proxy.script = [rewrite('```json\n{"label": "Negative"}\n```')]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     assert result.ok and result.label == "negative"
     assert result.confidence is None  # the rewritten answer has no logprobs: unknown, not 0
@@ -351,7 +285,7 @@ def test_label_confidence_walks_tokens_across_the_value():
 
 def test_bare_label_answer_is_taken(proxy):
     """What a server constrained by vLLM's guided_choice answers: the label and nothing else."""
-    proxy.faults = [("rewrite", "negative")]
+    proxy.script = [rewrite("negative")]
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     assert result.ok and result.label == "negative"
-    assert answered(proxy) == [("rewritten", 200)]  # no stricter retry was needed
+    assert answered(proxy) == [("rewrite", 200)]  # no stricter retry was needed

@@ -17,7 +17,7 @@ import pytest
 from engine.config import TaskConfig, VLLMTeacherConfig
 from engine.teacher import TeacherItem, build_teacher
 from engine.teacher.base import Example
-from engine.teacher.vllm_offline import VLLMTeacher, label_distribution, make_sampling_params, parse_output
+from engine.teacher.vllm_offline import label_distribution, make_sampling_params, parse_output
 
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Sentiment?", description="Reviews.")
 CONFIG = VLLMTeacherConfig(model="some/model", top_logprobs=5, engine_args={"gpu_memory_utilization": 0.5})

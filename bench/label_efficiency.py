@@ -33,11 +33,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from engine.embeddings import cached, encoder_embeddings, teacher_embeddings  # noqa: E402
-from strategies import MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
+from quarry_al.engine.embeddings import cached, encoder_embeddings, teacher_embeddings  # noqa: E402
+from quarry_al.strategies import MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "results"
@@ -132,8 +131,8 @@ class LoraStudent:
     """The real Student, retrained from the base weights on all labels each round."""
 
     def __init__(self, pool: list[str], evaluation: list[str], label_names: list[str], seed: int):
-        from engine.config import StudentConfig
-        from engine.student import Student
+        from quarry_al.engine.config import StudentConfig
+        from quarry_al.engine.student import Student
 
         self.pool, self.evaluation, self.names, self.seed = pool, evaluation, label_names, seed
         self.student = Student(StudentConfig(seed=seed), label_names)

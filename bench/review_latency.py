@@ -31,11 +31,10 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from engine.review.auth import add_reviewer  # noqa: E402
-from engine.store import Store  # noqa: E402
+from quarry_al.engine.review.auth import add_reviewer  # noqa: E402
+from quarry_al.engine.store import Store  # noqa: E402
 
 LABELS = ["billing", "shipping", "technical", "account", "feedback"]
 

@@ -22,10 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from strategies import STRATEGIES, MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
+from quarry_al.strategies import STRATEGIES, MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
 
 VARIANTS: list[tuple[str, str, dict]] = [(name, name, {}) for name in STRATEGIES] + [
     ("kmeans", "kmeans+sub10k", {"subsample": 10_000}),

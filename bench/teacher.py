@@ -32,13 +32,12 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from engine.config import OpenAITeacherConfig, TaskConfig  # noqa: E402
-from engine.teacher import TeacherItem  # noqa: E402
-from engine.teacher.cache import CachingTeacher, TeacherCache  # noqa: E402
-from engine.teacher.openai_compat import OpenAITeacher  # noqa: E402
+from quarry_al.engine.config import OpenAITeacherConfig, TaskConfig  # noqa: E402
+from quarry_al.engine.teacher import TeacherItem  # noqa: E402
+from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache  # noqa: E402
+from quarry_al.engine.teacher.openai_compat import OpenAITeacher  # noqa: E402
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

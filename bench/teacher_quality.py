@@ -18,8 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's engine, not an installed one
+from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 AG_NEWS = REPO.parent / "shared" / "datasets" / "ag_news" / "test.jsonl"
 
 
@@ -37,11 +36,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from engine.calibration import ReviewedItem, choose_threshold, signal_aurocs
-    from engine.config import FewShotConfig, LocalTeacherConfig, load_config
-    from engine.examples import with_examples
-    from engine.store import LabelRow
-    from engine.teacher import TeacherItem, build_teacher
+    from quarry_al.engine.calibration import ReviewedItem, choose_threshold, signal_aurocs
+    from quarry_al.engine.config import FewShotConfig, LocalTeacherConfig, load_config
+    from quarry_al.engine.examples import with_examples
+    from quarry_al.engine.store import LabelRow
+    from quarry_al.engine.teacher import TeacherItem, build_teacher
 
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:args.n + args.labeled]]

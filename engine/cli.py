@@ -8,16 +8,16 @@ import sys
 import warnings
 from pathlib import Path
 
-from engine.config import ConfigError, config_from_dict, load_config
+from quarry_al.engine.config import ConfigError, config_from_dict, load_config
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Failures of the user's input: one line and exit 2. Anything else is a bug and keeps its traceback."""
-    from engine.data import DataError
-    from engine.review import DecisionError
-    from engine.review.simulate import ReviewError
-    from engine.review.auth import AuthError
-    from engine.review.batch import BatchError
-    from engine.store import StoreError
+    from quarry_al.engine.data import DataError
+    from quarry_al.engine.review import DecisionError
+    from quarry_al.engine.review.simulate import ReviewError
+    from quarry_al.engine.review.auth import AuthError
+    from quarry_al.engine.review.batch import BatchError
+    from quarry_al.engine.store import StoreError
 
     return (ConfigError, DataError, DecisionError, ReviewError, StoreError, AuthError, BatchError, FileNotFoundError)
 
@@ -32,7 +32,7 @@ def _quiet_libraries() -> None:
 
 
 def _open_store(run_dir: str):
-    from engine.store import Store, StoreError
+    from quarry_al.engine.store import Store, StoreError
 
     path = Path(run_dir) / "quarry.db"
     if not path.is_file():
@@ -49,7 +49,7 @@ def _task(store):
 
 
 def _queue(store):
-    from engine.review.queue import ReviewQueue
+    from quarry_al.engine.review.queue import ReviewQueue
 
     review = _config(store).review
     return ReviewQueue(store, overlap=review.overlap, lease_s=review.lease_s)
@@ -58,7 +58,7 @@ def _queue(store):
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     _quiet_libraries()
-    from engine.loop import run_job
+    from quarry_al.engine.loop import run_job
 
     reason = run_job(config, Path(args.run_dir) if args.run_dir else None, progress=not args.no_progress)
     print(reason)
@@ -68,14 +68,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     _quiet_libraries()
-    from engine.plan import make_plan, plan_text
+    from quarry_al.engine.plan import make_plan, plan_text
 
     print(plan_text(make_plan(config)))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.report import status_text
+    from quarry_al.engine.report import status_text
 
     with _open_store(args.run_dir) as store:
         print(status_text(store))
@@ -83,18 +83,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from engine.review import import_decisions, review_in_terminal
+    from quarry_al.engine.review import import_decisions, review_in_terminal
 
     with _open_store(args.run_dir) as store:
         task = _task(store)
         if args.export_batch:
-            from engine.review.batch import export_batch, setup_hint
+            from quarry_al.engine.review.batch import export_batch, setup_hint
 
             fmt = args.format or "label-studio"
             count = export_batch(_queue(store), args.export_batch, fmt)
             print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{setup_hint(fmt, task.label_names)}")
         elif args.import_batch:
-            from engine.review.batch import import_batch
+            from quarry_al.engine.review.batch import import_batch
 
             result = import_batch(_queue(store), args.import_batch, task.label_names, args.format,
                                   default_reviewer=args.reviewer)
@@ -111,7 +111,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from engine.review.web.app import serve
+    from quarry_al.engine.review.web.app import serve
 
     with _open_store(args.run_dir) as store:
         review = _config(store).review
@@ -121,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reviewers(args: argparse.Namespace) -> int:
-    from engine.review.auth import add_reviewer, reviewer_names
+    from quarry_al.engine.review.auth import add_reviewer, reviewer_names
 
     with _open_store(args.run_dir) as store:
         if args.action == "add":
@@ -137,7 +137,7 @@ def cmd_reviewers(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.export import export
+    from quarry_al.engine.export import export
 
     with _open_store(args.run_dir) as store:
         count = export(store, _task(store), args.format, args.out)
@@ -146,7 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from engine.report import write_report
+    from quarry_al.engine.report import write_report
 
     with _open_store(args.run_dir) as store:
         page = write_report(store, Path(args.run_dir))

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from engine.config import DataConfig
+from quarry_al.engine.config import DataConfig
 
 _MAX_NAMES_SHOWN = 8
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}

@@ -51,7 +51,7 @@ def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, m
     """Mean-pooled states of any HF encoder (an installed model package, a folder, or a hub name)."""
     from transformers import AutoModel, AutoTokenizer
 
-    from engine.student import resolve_model_path
+    from quarry_al.engine.student import resolve_model_path
 
     path = resolve_model_path(model)
     encoder = AutoModel.from_pretrained(path).eval()
@@ -61,7 +61,7 @@ def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, m
 def teacher_embeddings(model: str, gguf_file: str | None, cache_dir: str | None, texts: Sequence[str],
                        batch_size: int = 16, max_length: int = 128, progress: bool = False) -> np.ndarray:
     """Mean-pooled last hidden states of the local teacher LLM (the GGUF loaded as the teacher loads it)."""
-    from engine.teacher.local import load_causal_lm
+    from quarry_al.engine.teacher.local import load_causal_lm
 
     tokenizer, lm = load_causal_lm(model, gguf_file, cache_dir)
     # The decoder without its LM head: projecting every token onto the vocabulary would cost more than the rest.

@@ -11,10 +11,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.config import FewShotConfig
-from engine.store import LabelRow
-from engine.teacher.base import Example, TeacherItem
-from engine.teacher.fewshot import choose_examples, tfidf
+from quarry_al.engine.config import FewShotConfig
+from quarry_al.engine.store import LabelRow
+from quarry_al.engine.teacher.base import Example, TeacherItem
+from quarry_al.engine.teacher.fewshot import choose_examples, tfidf
 
 Embed = Callable[[list[str]], np.ndarray]
 

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from engine.config import TaskConfig
-from engine.store import LabelRow, Store
+from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.store import LabelRow, Store
 
 Format = Literal["chat", "alpaca", "jsonl"]
 FORMATS: tuple[str, ...] = ("chat", "alpaca", "jsonl")

@@ -14,19 +14,19 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.config import ConfigError, JobConfig
-from engine.data import JobData, load_job_data
-from engine.examples import with_examples
-from engine.embeddings import pool_embeddings
-from engine.review import simulate_review
-from engine.routing import Router, StudentPrediction
-from engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
-from engine.store import Store
-from engine.student import Student, classification_metrics
-from engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
-from engine.teacher.base import TRANSIENT_ERRORS, Usage
-from engine.threshold import routing_for_round, routing_metrics
-from strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
+from quarry_al.engine.config import ConfigError, JobConfig
+from quarry_al.engine.data import JobData, load_job_data
+from quarry_al.engine.examples import with_examples
+from quarry_al.engine.embeddings import pool_embeddings
+from quarry_al.engine.review import simulate_review
+from quarry_al.engine.routing import Router, StudentPrediction
+from quarry_al.engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
+from quarry_al.engine.store import Store
+from quarry_al.engine.student import Student, classification_metrics
+from quarry_al.engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
+from quarry_al.engine.teacher.base import TRANSIENT_ERRORS, Usage
+from quarry_al.engine.threshold import routing_for_round, routing_metrics
+from quarry_al.strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
 
 Log = Callable[[str], None]
 

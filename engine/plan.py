@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.config import ConfigError, JobConfig, LocalTeacherConfig, OpenAITeacherConfig
-from engine.data import load_job_data
+from quarry_al.engine.config import ConfigError, JobConfig, LocalTeacherConfig, OpenAITeacherConfig
+from quarry_al.engine.data import load_job_data
 
 SAMPLE_SIZE = 200
 
@@ -59,7 +59,7 @@ def items_to_label(config: JobConfig, pool_size: int) -> int:
 def _load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
-    from engine.student import resolve_model_path
+    from quarry_al.engine.student import resolve_model_path
 
     path = Path(resolve_model_path(model))
     ggufs = sorted(p.name for p in path.glob("*.gguf")) if path.is_dir() else []
@@ -82,7 +82,7 @@ def _answer_tokens(count: Callable[[list[dict[str, str]]], int], answer: str) ->
 
 
 def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = _load_tokenizer) -> Plan:
-    from engine.teacher.prompts import load_template, render_messages
+    from quarry_al.engine.teacher.prompts import load_template, render_messages
 
     teacher = config.teacher
     data = load_job_data(config.data, config.task.label_names)
@@ -97,7 +97,7 @@ def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = _load_
         model = teacher.model
         render = lambda text: render_messages(template, config.task, text, output="label")  # noqa: E731
     else:
-        from engine.teacher.openai_compat import label_messages
+        from quarry_al.engine.teacher.openai_compat import label_messages
 
         model = teacher.tokenizer
         render = lambda text: label_messages(template, config.task, text, teacher.confidence)  # noqa: E731
@@ -129,7 +129,7 @@ def _per_item(teacher: OpenAITeacherConfig, count: Callable, longest: str, promp
     if teacher.confidence == "self_consistency":
         return teacher.samples, teacher.samples * prompt, teacher.samples * tokens
     if teacher.confidence == "p_true":
-        from engine.teacher.prompts import load_template
+        from quarry_al.engine.teacher.prompts import load_template
 
         # The label (prompt, answer), then the check (prompt + answer + question, a one-token answer).
         question = count([{"role": "user", "content": load_template("verify.j2").render(label=longest).strip()}])

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
-from engine.config import RoutingConfig
-from engine.store import Store
-from engine.threshold import reviewed_items
+from quarry_al.engine.calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
+from quarry_al.engine.config import RoutingConfig
+from quarry_al.engine.store import Store
+from quarry_al.engine.threshold import reviewed_items
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.config import LoopConfig
-from engine.review.agreement import cohen_kappa
-from strategies.base import entropy
+from quarry_al.engine.config import LoopConfig
+from quarry_al.engine.review.agreement import cohen_kappa
+from quarry_al.strategies.base import entropy
 
 
 def _num(x: float) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from engine.teacher.base import TeacherResult
+from quarry_al.engine.teacher.base import TeacherResult
 
 SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
 

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from engine.config import StudentConfig
-from engine.embeddings import masked_mean
-from strategies.base import Scores
+from quarry_al.engine.config import StudentConfig
+from quarry_al.engine.embeddings import masked_mean
+from quarry_al.strategies.base import Scores
 
 
 def resolve_model_path(name: str) -> str:

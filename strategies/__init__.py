@@ -10,16 +10,16 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from strategies.base import (EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of,
+from quarry_al.strategies.base import (EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of,
                              top_k_unlabeled)
-from strategies.contrastive import CAL
-from strategies.diversity import CoreSet, InformationDensity, KMeansSampling
-from strategies.error_reduction import ExpectedErrorReduction
-from strategies.hybrid import Adaptive, TwoStage, WeightedMixture
-from strategies.model_change import BADGE, ExpectedGradientLength
-from strategies.random_sampling import RandomSampling
-from strategies.subsample import Subsampled
-from strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
+from quarry_al.strategies.contrastive import CAL
+from quarry_al.strategies.diversity import CoreSet, InformationDensity, KMeansSampling
+from quarry_al.strategies.error_reduction import ExpectedErrorReduction
+from quarry_al.strategies.hybrid import Adaptive, TwoStage, WeightedMixture
+from quarry_al.strategies.model_change import BADGE, ExpectedGradientLength
+from quarry_al.strategies.random_sampling import RandomSampling
+from quarry_al.strategies.subsample import Subsampled
+from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
 
 _CLASSES: tuple[type, ...] = (
     RandomSampling,

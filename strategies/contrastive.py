@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
 
 
 class CAL:

@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from strategies.base import EMBEDDINGS, Scores, SelectionState, mc_passes_of, require, top_k_unlabeled
-from strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, mc_passes_of, require, top_k_unlabeled
+from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import EMBEDDINGS, Scores, SelectionState, entropy, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, entropy, require, top_k_unlabeled
 
 
 def _features(emb: np.ndarray) -> np.ndarray:

@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from strategies.base import Scores, SelectionState, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
-from strategies.diversity import KMeansSampling
+from quarry_al.strategies.base import Scores, SelectionState, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
+from quarry_al.strategies.diversity import KMeansSampling
 
 
 def _build(key: str, name: Any, params: Any = None):
-    from strategies import make_strategy  # the registry imports this module
+    from quarry_al.strategies import make_strategy  # the registry imports this module
 
     if not isinstance(name, str):
         raise ValueError(f"strategy.params.{key}: must be a strategy name, got {name!r}")

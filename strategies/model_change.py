@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
 
 
 class ExpectedGradientLength:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import Scores, SelectionState
+from quarry_al.strategies.base import Scores, SelectionState
 
 
 class RandomSampling:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.base import MC_PROBS, Scores, SelectionState, entropy, require, top_k_unlabeled
+from quarry_al.strategies.base import MC_PROBS, Scores, SelectionState, entropy, require, top_k_unlabeled
 
 
 class _Uncertainty:

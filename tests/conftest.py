@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,8 +21,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["QUARRY_TEACHER_CACHE"] = str(Path(tempfile.mkdtemp(prefix="quarry-test-cache-")) / "teacher-cache.db")
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# The tests run the code beside them: `quarry_al` is this checkout, whatever copy is installed.
+_checkout = types.ModuleType("quarry_al")
+_checkout.__path__ = [str(REPO)]
+sys.modules.setdefault("quarry_al", _checkout)
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_START_TIMEOUT_S = 120

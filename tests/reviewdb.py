@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.store import Store
+from quarry_al.engine.store import Store
 
 LABELS = ["billing", "shipping", "technical"]
 

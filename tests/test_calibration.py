@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from engine.calibration import (NOTHING_ACCEPTED, ReviewedItem, accepts, auroc, choose_threshold, precision_curve,
+from quarry_al.engine.calibration import (NOTHING_ACCEPTED, ReviewedItem, accepts, auroc, choose_threshold, precision_curve,
                                 signal_aurocs, wilson_lower)
-from engine.config import RoutingConfig
-from engine.routing import Router, StudentPrediction
-from engine.teacher.base import TeacherResult
+from quarry_al.engine.config import RoutingConfig
+from quarry_al.engine.routing import Router, StudentPrediction
+from quarry_al.engine.teacher.base import TeacherResult
 
 
 def item(conf: float, right: bool, student: str | None = None, s_conf: float | None = None, weight: float = 1.0):

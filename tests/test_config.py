@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config import ConfigError, load_config
+from quarry_al.engine.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from engine.config import DataConfig, SplitConfig  # noqa: E402
-from engine.data import DataError, JobData, Record, load_job_data, read_records  # noqa: E402
+from quarry_al.engine.config import DataConfig, SplitConfig  # noqa: E402
+from quarry_al.engine.data import DataError, JobData, Record, load_job_data, read_records  # noqa: E402
 
 LABELS = ["pos", "neg"]
 ROWS = [

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import JobConfig
-from engine.data import load_job_data
-from engine.loop import _initialize_or_check, _label, _review, _Run, _select
-from engine.store import Store
-from engine.teacher.base import TeacherResult
+from quarry_al.engine.config import JobConfig
+from quarry_al.engine.data import load_job_data
+from quarry_al.engine.loop import _initialize_or_check, _label, _review, _Run, _select
+from quarry_al.engine.store import Store
+from quarry_al.engine.teacher.base import TeacherResult
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO / "configs" / "demo_data"

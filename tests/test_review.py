@@ -3,12 +3,12 @@ import json
 
 import pytest
 
-from engine.export import export
-from engine.config import TaskConfig
-from engine.review import DecisionError, import_decisions, review_in_terminal, simulate_review
-from engine.review.queue import ReviewQueue
-from engine.review.simulate import ReviewError
-from engine.store import Store
+from quarry_al.engine.export import export
+from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.review import DecisionError, import_decisions, review_in_terminal, simulate_review
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.review.simulate import ReviewError
+from quarry_al.engine.store import Store
 
 LABELS = ["billing", "shipping", "technical"]
 

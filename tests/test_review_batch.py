@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from engine.cli import main
-from engine.review.batch import BatchError, export_batch, import_batch
-from engine.review.queue import ReviewQueue
-from engine.store import Store
+from quarry_al.engine.cli import main
+from quarry_al.engine.review.batch import BatchError, export_batch, import_batch
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.store import Store
 from reviewdb import LABELS, make_review_db
 
 

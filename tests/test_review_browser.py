@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from engine.review.auth import add_reviewer
-from engine.review.queue import ReviewQueue
-from engine.store import Store
+from quarry_al.engine.review.auth import add_reviewer
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.store import Store
 from reviewdb import LABELS, make_review_db  # item i0007's teacher label is shipping
 from webserver import running_server
 

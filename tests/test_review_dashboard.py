@@ -1,9 +1,9 @@
 """Dashboard figures from a real run database: progress, threshold precision on reviewed items, agreement."""
 import pytest
 
-from engine.review.dashboard import build_dashboard, teacher_precision
-from engine.review.queue import ReviewQueue
-from engine.store import Store
+from quarry_al.engine.review.dashboard import build_dashboard, teacher_precision
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.store import Store
 from reviewdb import make_review_db
 
 
@@ -40,7 +40,7 @@ def test_dashboard_counts_and_agreement_with_overlap(tmp_path):
 
 
 def test_similar_items_rank_by_tfidf_cosine_and_leave_out_the_item_itself():
-    from engine.review.similar import SimilarIndex
+    from quarry_al.engine.review.similar import SimilarIndex
 
     index = SimilarIndex([("a", "refund for a double charge on my card", "billing", "human"),
                           ("b", "parcel lost in transit, tracking stuck", "shipping", "teacher"),

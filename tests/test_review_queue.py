@@ -5,9 +5,9 @@ import threading
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from engine.review.agreement import agreement, cohen_kappa, fleiss_kappa
-from engine.review.queue import Conflict, ReviewQueue, final_label
-from engine.store import SCHEMA_VERSION, Store
+from quarry_al.engine.review.agreement import agreement, cohen_kappa, fleiss_kappa
+from quarry_al.engine.review.queue import Conflict, ReviewQueue, final_label
+from quarry_al.engine.store import SCHEMA_VERSION, Store
 from reviewdb import LABELS, make_review_db
 
 

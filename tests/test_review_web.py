@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 
-from engine.review.auth import add_reviewer
-from engine.review.queue import ReviewQueue
-from engine.store import Store
+from quarry_al.engine.review.auth import add_reviewer
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.store import Store
 from reviewdb import make_review_db
 from webserver import running_server
 
@@ -222,8 +222,8 @@ def test_a_waiting_queue_mode_round_picks_up_decisions_made_in_the_app(tmp_path)
     """The loop's review step (review.wait) polls the same database the app writes; it goes on once all is decided."""
     import json
 
-    from engine.config import config_from_dict
-    from engine.loop import _review, _Run
+    from quarry_al.engine.config import config_from_dict
+    from quarry_al.engine.loop import _review, _Run
 
     db = make_review_db(tmp_path / "quarry.db", pending=3, review={"wait": True, "poll_s": 0.05})
     with Store(db) as store:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import RoutingConfig
-from engine.routing import Decision, Router, StudentPrediction
-from engine.teacher.base import TeacherResult
+from quarry_al.engine.config import RoutingConfig
+from quarry_al.engine.routing import Decision, Router, StudentPrediction
+from quarry_al.engine.teacher.base import TeacherResult
 
 
 def route(confidence: float | None, student: StudentPrediction | None = None, label: str | None = "pos",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import LoopConfig, StoppingConfig
-from engine.stopping import remaining_budget, stop_reason
+from quarry_al.engine.config import LoopConfig, StoppingConfig
+from quarry_al.engine.stopping import remaining_budget, stop_reason
 
 
 def history(*accuracies: float, metric: str = "eval_accuracy") -> list[dict]:

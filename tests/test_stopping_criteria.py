@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.config import LoopConfig, StoppingConfig
-from engine.stopping import cohens_kappa, stop_reason, stop_set_indices, stop_set_metrics
+from quarry_al.engine.config import LoopConfig, StoppingConfig
+from quarry_al.engine.stopping import cohens_kappa, stop_reason, stop_set_indices, stop_set_metrics
 
 
 def loop(**stopping) -> LoopConfig:

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies import STRATEGIES, QueryStrategy, Scores, SelectionState, make_strategy
-from strategies.base import top_k_unlabeled
-from strategies.random_sampling import RandomSampling
-from strategies.uncertainty import Entropy, LeastConfidence, Margin
+from quarry_al.strategies import STRATEGIES, QueryStrategy, Scores, SelectionState, make_strategy
+from quarry_al.strategies.base import top_k_unlabeled
+from quarry_al.strategies.random_sampling import RandomSampling
+from quarry_al.strategies.uncertainty import Entropy, LeastConfidence, Margin
 
 
 def random_probs(n: int = 30, c: int = 4, seed: int = 0) -> np.ndarray:
@@ -196,7 +196,7 @@ class TestRegistry:
             make_strategy("entropy", {"temperature": 2.0})
 
     def test_exports(self):
-        import strategies
+        from quarry_al import strategies
 
         for name in ("Scores", "SelectionState", "QueryStrategy", "make_strategy", "STRATEGIES"):
             assert hasattr(strategies, name)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies import STRATEGIES, Scores, SelectionState, make_strategy, needs_of
-from strategies.base import rank_normalise
-from strategies.diversity import first_per_group
-from strategies.hybrid import Adaptive, prediction_agreement
+from quarry_al.strategies import STRATEGIES, Scores, SelectionState, make_strategy, needs_of
+from quarry_al.strategies.base import rank_normalise
+from quarry_al.strategies.diversity import first_per_group
+from quarry_al.strategies.hybrid import Adaptive, prediction_agreement
 
 
 def blobs(centres: np.ndarray, per: int, spread: float = 0.05, seed: int = 0) -> np.ndarray:
@@ -96,7 +96,7 @@ class TestNeeds:
             make_strategy("bald").select(Scores(probs=np.full((4, 2), 0.5)), state(4), 2, rng())
 
     def test_mc_passes_reach_the_loop_through_wrappers_and_hybrids(self):
-        from strategies import mc_passes_of
+        from quarry_al.strategies import mc_passes_of
 
         assert mc_passes_of(make_strategy("bald", {"mc_passes": 7})) == 7
         assert mc_passes_of(make_strategy("bald", {"mc_passes": 7, "subsample": 100})) == 7
@@ -382,7 +382,7 @@ def test_density_matches_the_definition():
 
 
 def test_top_k_partition_matches_a_full_sort_with_ties_at_the_boundary():
-    from strategies.base import top_k_unlabeled
+    from quarry_al.strategies.base import top_k_unlabeled
 
     for seed in range(20):
         gen = np.random.default_rng(seed)
@@ -395,7 +395,7 @@ def test_top_k_partition_matches_a_full_sort_with_ties_at_the_boundary():
 
 
 def test_nearest_unlabeled_matches_brute_force_across_chunks():
-    from strategies.subsample import nearest_unlabeled
+    from quarry_al.strategies.subsample import nearest_unlabeled
 
     gen = np.random.default_rng(0)
     emb = gen.standard_normal((500, 6)).astype(np.float32)

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import ConfigError, JobConfig, load_config
-from engine.config import StudentConfig
-from engine.data import DataError
-from engine.embeddings import pool_embeddings
-from engine.loop import run_job
-from engine.student import Student
+from quarry_al.engine.config import ConfigError, JobConfig, load_config
+from quarry_al.engine.config import StudentConfig
+from quarry_al.engine.data import DataError
+from quarry_al.engine.embeddings import pool_embeddings
+from quarry_al.engine.loop import run_job
+from quarry_al.engine.student import Student
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"

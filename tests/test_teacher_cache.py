@@ -9,13 +9,13 @@ import sqlite3
 
 import pytest
 
-from engine.config import DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
-from engine.loop import _label, _Run, round_metrics
-from engine.report import status_text
-from engine.store import Store
-from engine.teacher import TeacherItem, TeacherResult, build_teacher
-from engine.teacher.base import Usage, call_cost
-from engine.teacher.cache import CachingTeacher, TeacherCache, default_cache_path, fallback_key
+from quarry_al.engine.config import DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.loop import _label, _Run, round_metrics
+from quarry_al.engine.report import status_text
+from quarry_al.engine.store import Store
+from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_teacher
+from quarry_al.engine.teacher.base import Usage, call_cost
+from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache, default_cache_path, fallback_key
 from fault_proxy import status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
@@ -78,8 +78,8 @@ def test_cache_key_covers_model_prompt_sampling_and_method(tmp_path, proxy):
 
 def test_openai_key_covers_logprobs_and_the_cache_version(tmp_path, monkeypatch):
     """No server needed: the key is computed from the config and the rendered prompt alone."""
-    from engine.teacher import cache as teacher_cache
-    from engine.teacher.openai_compat import OpenAITeacher
+    from quarry_al.engine.teacher import cache as teacher_cache
+    from quarry_al.engine.teacher.openai_compat import OpenAITeacher
 
     def key(**overrides) -> str:
         return OpenAITeacher(config("http://127.0.0.1:9/v1", tmp_path / "cache.db", **overrides), TASK,
@@ -210,7 +210,7 @@ def test_old_run_database_gets_the_new_call_columns(tmp_path):
 
 
 def test_template_source_is_what_load_template_renders(tmp_path):
-    from engine.teacher.prompts import load_template, template_source
+    from quarry_al.engine.teacher.prompts import load_template, template_source
 
     mine = tmp_path / "mine.j2"
     mine.write_text("Label: {{ text }}")

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.config import OpenAITeacherConfig, TaskConfig
-from engine.teacher import TeacherItem, build_backend
-from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence
-from engine.teacher.openai_compat import OpenAITeacher
-from engine.teacher.ratelimit import TokenBucket
+from quarry_al.engine.config import OpenAITeacherConfig, TaskConfig
+from quarry_al.engine.teacher import TeacherItem, build_backend
+from quarry_al.engine.teacher.confidence import majority_vote, p_true, verbalized_confidence
+from quarry_al.engine.teacher.openai_compat import OpenAITeacher
+from quarry_al.engine.teacher.ratelimit import TokenBucket
 from fault_proxy import Fault, FaultProxy
 
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Classify the sentiment.",

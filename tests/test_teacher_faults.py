@@ -9,12 +9,12 @@ import time
 from typing import get_args
 
 
-from engine.config import DataConfig, JobConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
-from engine.loop import _label, _Run
-from engine.store import Store
-from engine.teacher import TeacherItem, TeacherResult, build_backend
-from engine.teacher.base import ErrorKind
-from engine.teacher.openai_compat import OpenAITeacher
+from quarry_al.engine.config import DataConfig, JobConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.loop import _label, _Run
+from quarry_al.engine.store import Store
+from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_backend
+from quarry_al.engine.teacher.base import ErrorKind
+from quarry_al.engine.teacher.openai_compat import OpenAITeacher
 from fault_proxy import Fault, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"

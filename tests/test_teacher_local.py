@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
-from engine.teacher import TeacherItem, build_teacher
+from quarry_al.engine.config import ConfigError, LocalTeacherConfig, TaskConfig
+from quarry_al.engine.teacher import TeacherItem, build_teacher
 
 TASK = TaskConfig(labels=["positive", "negative"], instruction="Classify the sentiment of the review.",
                   description="The texts are short product reviews.")
@@ -79,7 +79,7 @@ class _FakeSaved:
 def test_dequantized_gguf_leaves_no_temporary_folder(tmp_path, monkeypatch, outcome):
     import transformers
 
-    from engine.teacher.local import load_causal_lm
+    from quarry_al.engine.teacher.local import load_causal_lm
 
     model_dir, cache_dir = tmp_path / "model", tmp_path / "cache"
     model_dir.mkdir()

@@ -1,9 +1,9 @@
 """Batched label scoring in the embedded teacher gives the answers of one-at-a-time scoring."""
 import pytest
 
-from engine.config import LocalTeacherConfig, TaskConfig
-from engine.teacher import TeacherItem, build_backend
-from engine.teacher.base import Example
+from quarry_al.engine.config import LocalTeacherConfig, TaskConfig
+from quarry_al.engine.teacher import TeacherItem, build_backend
+from quarry_al.engine.teacher.base import Example
 
 TASK = TaskConfig(labels=["World", "Sports", "Business", "Sci/Tech"], instruction="Topic?",
                   description="The texts are news articles.")

@@ -15,11 +15,11 @@ from typing import get_args
 import pytest
 
 from conftest import free_port
-from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
-from engine.teacher import TeacherItem, TeacherResult, build_backend
-from engine.teacher.base import ErrorKind, prompt_hash
-from engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
-from engine.teacher.prompts import load_template, render_messages
+from quarry_al.engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
+from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_backend
+from quarry_al.engine.teacher.base import ErrorKind, prompt_hash
+from quarry_al.engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
+from quarry_al.engine.teacher.prompts import load_template, render_messages
 from fault_proxy import Fault, FaultProxy, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"

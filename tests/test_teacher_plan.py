@@ -9,12 +9,12 @@ import yaml
 from conftest import free_port
 from transformers import AutoTokenizer
 
-from engine.cli import main
-from engine.config import load_config
-from engine.plan import items_to_label, make_plan
-from engine.student import resolve_model_path
-from engine.teacher.openai_compat import label_messages
-from engine.teacher.prompts import load_template
+from quarry_al.engine.cli import main
+from quarry_al.engine.config import load_config
+from quarry_al.engine.plan import items_to_label, make_plan
+from quarry_al.engine.student import resolve_model_path
+from quarry_al.engine.teacher.openai_compat import label_messages
+from quarry_al.engine.teacher.prompts import load_template
 
 TEXTS = [f"My parcel number {i} has not arrived and the tracking page is blank." for i in range(30)]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engine.config import TaskConfig, VLLMTeacherConfig
-from engine.teacher import TeacherItem, build_teacher
-from engine.teacher.base import Example
-from engine.teacher.vllm_offline import label_distribution, make_sampling_params, parse_output
+from quarry_al.engine.config import TaskConfig, VLLMTeacherConfig
+from quarry_al.engine.teacher import TeacherItem, build_teacher
+from quarry_al.engine.teacher.base import Example
+from quarry_al.engine.teacher.vllm_offline import label_distribution, make_sampling_params, parse_output
 
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Sentiment?", description="Reviews.")
 CONFIG = VLLMTeacherConfig(model="some/model", top_logprobs=5, engine_args={"gpu_memory_utilization": 0.5})
@@ -142,9 +142,9 @@ def test_one_chat_call_for_the_batch(monkeypatch):
 def test_vllm_is_imported_only_when_labeling():
     code = """
 import sys
-from engine.config import LocalTeacherConfig, OpenAITeacherConfig, TaskConfig, VLLMTeacherConfig
-import engine.loop, engine.teacher.vllm_offline
-from engine.teacher import TeacherItem, build_teacher
+from quarry_al.engine.config import LocalTeacherConfig, OpenAITeacherConfig, TaskConfig, VLLMTeacherConfig
+import quarry_al.engine.loop, quarry_al.engine.teacher.vllm_offline
+from quarry_al.engine.teacher import TeacherItem, build_teacher
 task = TaskConfig(labels=["a", "b"], instruction="x")
 build_teacher(OpenAITeacherConfig(model="m", base_url="http://127.0.0.1:9/v1"), task)
 teacher = build_teacher(VLLMTeacherConfig(model="m"), task)
@@ -163,7 +163,7 @@ except RuntimeError as exc:
 
 
 def test_config_rejects_unknown_keys():
-    from engine.config import JobConfig
+    from quarry_al.engine.config import JobConfig
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="gpu_util"):

@@ -8,14 +8,14 @@ import re
 import numpy as np
 import pytest
 
-from engine.calibration import NOTHING_ACCEPTED
-from engine.config import RoutingConfig
-from engine.report import write_report
-from engine.review import simulate_review
-from engine.routing import Router, StudentPrediction, audited
-from engine.store import Store
-from engine.teacher.base import TeacherResult
-from engine.threshold import reviewed_items, routing_for_round, routing_metrics
+from quarry_al.engine.calibration import NOTHING_ACCEPTED
+from quarry_al.engine.config import RoutingConfig
+from quarry_al.engine.report import write_report
+from quarry_al.engine.review import simulate_review
+from quarry_al.engine.routing import Router, StudentPrediction, audited
+from quarry_al.engine.store import Store
+from quarry_al.engine.teacher.base import TeacherResult
+from quarry_al.engine.threshold import reviewed_items, routing_for_round, routing_metrics
 
 
 def make_store(tmp_path, n: int, seed: int = 0) -> tuple[Store, dict[str, float]]:

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import uvicorn
 
-from engine.review.web.app import create_app
+from quarry_al.engine.review.web.app import create_app
 
 
 def _free_port() -> int:

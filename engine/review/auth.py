@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
-from engine.store import Store
+from quarry_al.engine.store import Store
 
 SESSION_S = 12 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from engine.review.queue import Conflict, ReviewQueue
-from engine.store import ReviewRow
+from quarry_al.engine.review.queue import Conflict, ReviewQueue
+from quarry_al.engine.store import ReviewRow
 
 Format = Literal["label-studio", "argilla"]
 QUESTION = "label"  # Label Studio: the <Choices name=...>; Argilla: the label question's name

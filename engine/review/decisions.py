@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from engine.review.queue import Conflict, ReviewQueue
+from quarry_al.engine.review.queue import Conflict, ReviewQueue
 
 
 class DecisionError(ValueError):

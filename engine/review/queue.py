@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from engine.store import ReviewRow, Store
+from quarry_al.engine.store import ReviewRow, Store
 
 _SHOWN_FIELDS = ("teacher_label", "teacher_confidence", "student_label", "student_confidence", "reason")
 

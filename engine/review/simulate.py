@@ -1,8 +1,8 @@
 """Simulated reviewers answer from the gold labels: for benchmarks, where people are not in the loop."""
 from __future__ import annotations
 
-from engine.review.queue import ReviewQueue
-from engine.store import Store
+from quarry_al.engine.review.queue import ReviewQueue
+from quarry_al.engine.store import Store
 
 
 class ReviewError(ValueError):

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
-from engine.teacher.prompts import template_source
+from quarry_al.engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
+from quarry_al.engine.teacher.prompts import template_source
 
 # Bump when what a backend answers for the same key changes (a new scoring rule): old entries stop matching.
 CACHE_VERSION = 1

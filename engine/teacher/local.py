@@ -22,10 +22,10 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from engine.config import ConfigError, LocalTeacherConfig, TaskConfig
-from engine.student import resolve_model_path
-from engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from engine.teacher.prompts import load_template, render_messages
+from quarry_al.engine.config import ConfigError, LocalTeacherConfig, TaskConfig
+from quarry_al.engine.student import resolve_model_path
+from quarry_al.engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from quarry_al.engine.teacher.prompts import load_template, render_messages
 
 _DEFAULT_CACHE = Path.home() / ".cache" / "quarry" / "models"
 _CONTENT_FREE = ("N/A", "", "[MASK]")

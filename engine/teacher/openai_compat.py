@@ -37,13 +37,13 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tqdm import tqdm
 
-from engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
-from engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
+from quarry_al.engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
+from quarry_al.engine.teacher.base import (Example, TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage,
                                  call_cost, prompt_hash)
-from engine.teacher import cache as teacher_cache
-from engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
-from engine.teacher.prompts import load_template, render_messages, template_source
-from engine.teacher.ratelimit import RateLimits
+from quarry_al.engine.teacher import cache as teacher_cache
+from quarry_al.engine.teacher.confidence import majority_vote, p_true, verbalized_confidence, verbalized_schema
+from quarry_al.engine.teacher.prompts import load_template, render_messages, template_source
+from quarry_al.engine.teacher.ratelimit import RateLimits
 
 # The "label" member of a JSON object and its string value (group 1, still JSON-escaped).
 _LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)

@@ -17,8 +17,8 @@ from typing import Sequence
 
 import jinja2
 
-from engine.config import TaskConfig
-from engine.teacher.base import Example
+from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.teacher.base import Example
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 
@@ -33,7 +33,7 @@ def template_source(name: str) -> str | None:
     path = Path(name)
     if path.is_file():
         return path.read_text(encoding="utf-8")
-    resource = importlib.resources.files("prompts").joinpath(name)
+    resource = importlib.resources.files("quarry_al.prompts").joinpath(name)
     return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 

@@ -16,10 +16,10 @@ import math
 import time
 from typing import Any, Mapping, Sequence
 
-from engine.config import TaskConfig, VLLMTeacherConfig
-from engine.student import resolve_model_path
-from engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from engine.teacher.prompts import load_template, render_messages
+from quarry_al.engine.config import TaskConfig, VLLMTeacherConfig
+from quarry_al.engine.student import resolve_model_path
+from quarry_al.engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from quarry_al.engine.teacher.prompts import load_template, render_messages
 
 
 def sampling_kwargs(config: VLLMTeacherConfig) -> dict[str, Any]:

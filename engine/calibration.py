@@ -21,6 +21,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from quarry_al.engine.core.stats import auroc, wilson_lower
+
 AgreementMode = Literal["ignore", "required", "sufficient"]
 
 
@@ -62,17 +64,6 @@ class Calibration:
 
 
 NOTHING_ACCEPTED = math.nextafter(1.0, 2.0)
-
-
-def wilson_lower(successes: float, n: float, z: float = 1.645) -> float:
-    """Lower end of the Wilson score interval of a proportion (successes and n may be fractional)."""
-    if n <= 0:
-        return 0.0
-    p = successes / n
-    z2 = z * z
-    centre = p + z2 / (2 * n)
-    margin = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
-    return max(0.0, (centre - margin) / (1 + z2 / n))
 
 
 def accepts(confidence: np.ndarray, agrees: np.ndarray, threshold: float, mode: AgreementMode,
@@ -122,26 +113,6 @@ def choose_threshold(items: Sequence[ReviewedItem], target_precision: float, mod
                                len(items), curve)
     last = curve[-1] if curve else CurvePoint(NOTHING_ACCEPTED, 0.0, None, None, 0)
     return Calibration(NOTHING_ACCEPTED, last.precision, last.precision_lower, last.accepted_share, len(items), curve)
-
-
-def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
-    """Area under the ROC curve (Mann-Whitney U with midranks for ties); None without both classes."""
-    s = np.asarray(scores, dtype=float)
-    y = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
-    sorted_s = s[order]
-    start = 0
-    while start < len(s):
-        end = start
-        while end + 1 < len(s) and sorted_s[end + 1] == sorted_s[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def student_support(item: ReviewedItem) -> float | None:

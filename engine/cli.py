@@ -8,19 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from quarry_al.engine.config import ConfigError, config_from_dict, load_config
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    """Failures of the user's input: one line and exit 2. Anything else is a bug and keeps its traceback."""
-    from quarry_al.engine.data import DataError
-    from quarry_al.engine.review import DecisionError
-    from quarry_al.engine.review.simulate import ReviewError
-    from quarry_al.engine.review.auth import AuthError
-    from quarry_al.engine.review.batch import BatchError
-    from quarry_al.engine.store import StoreError
-
-    return (ConfigError, DataError, DecisionError, ReviewError, StoreError, AuthError, BatchError, FileNotFoundError)
-
+from quarry_al.engine.config import config_from_dict, load_config
+from quarry_al.engine.core.errors import QuarryError
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -216,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except _expected_errors() as exc:
+    except QuarryError as exc:
         print(f"quarry: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quarry_al.engine.core.errors import QuarryError
 
-class ConfigError(ValueError):
+
+class ConfigError(QuarryError, ValueError):
     """A config problem, phrased as one line that names the file and the key."""
 
 

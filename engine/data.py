@@ -17,13 +17,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from quarry_al.engine.core.errors import QuarryError
 from quarry_al.engine.config import DataConfig
 
 _MAX_NAMES_SHOWN = 8
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-class DataError(ValueError):
+class DataError(QuarryError, ValueError):
     """A data problem, phrased as one line that names the file, the line (or row) and the field."""
 
 

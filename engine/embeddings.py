@@ -11,47 +11,14 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-
-def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """(batch, d) mean of the last hidden layer over real tokens: padding must not move an embedding."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-
-@torch.inference_mode()
-def mean_pooled(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
-                progress: bool = False, desc: str = "embedding") -> np.ndarray:
-    """(n, d) float32 masked mean of the last hidden layer, in length-sorted batches, original order back."""
-    if tokenizer.pad_token is None:  # causal LMs often have none; padding is masked out anyway
-        tokenizer.pad_token = tokenizer.eos_token
-    device = next(model.parameters()).device
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    chunks = []
-    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
-    for start in range(0, len(texts), batch_size):
-        idx = order[start:start + batch_size]
-        inputs = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
-                           return_tensors="pt").to(device)
-        hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
-        chunks.append(masked_mean(hidden, inputs["attention_mask"]).float().cpu().numpy())
-        bar.update(len(idx))
-    bar.close()
-    if not chunks:
-        return np.zeros((0, 0), dtype=np.float32)
-    out = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
-    out[order] = np.concatenate(chunks)
-    return out
+from quarry_al.engine.core.models import load_causal_lm, mean_pooled, resolve_model_path
 
 
 def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
                        progress: bool = False) -> np.ndarray:
     """Mean-pooled states of any HF encoder (an installed model package, a folder, or a hub name)."""
     from transformers import AutoModel, AutoTokenizer
-
-    from quarry_al.engine.student import resolve_model_path
 
     path = resolve_model_path(model)
     encoder = AutoModel.from_pretrained(path).eval()
@@ -61,8 +28,6 @@ def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, m
 def teacher_embeddings(model: str, gguf_file: str | None, cache_dir: str | None, texts: Sequence[str],
                        batch_size: int = 16, max_length: int = 128, progress: bool = False) -> np.ndarray:
     """Mean-pooled last hidden states of the local teacher LLM (the GGUF loaded as the teacher loads it)."""
-    from quarry_al.engine.teacher.local import load_causal_lm
-
     tokenizer, lm = load_causal_lm(model, gguf_file, cache_dir)
     # The decoder without its LM head: projecting every token onto the vocabulary would cost more than the rest.
     backbone = lm.get_decoder() if hasattr(lm, "get_decoder") else lm

@@ -22,7 +22,8 @@ from quarry_al.engine.review import simulate_review
 from quarry_al.engine.routing import Router, StudentPrediction
 from quarry_al.engine.stopping import remaining_budget, stop_reason, stop_set_indices, stop_set_metrics
 from quarry_al.engine.store import Store
-from quarry_al.engine.student import Student, classification_metrics
+from quarry_al.engine.core.stats import classification_metrics
+from quarry_al.engine.student import Student
 from quarry_al.engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
 from quarry_al.engine.teacher.base import TRANSIENT_ERRORS, Usage
 from quarry_al.engine.threshold import routing_for_round, routing_metrics

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from quarry_al.engine.core.models import resolve_model_path
 from quarry_al.engine.config import ConfigError, JobConfig, LocalTeacherConfig, OpenAITeacherConfig
 from quarry_al.engine.data import load_job_data
 
@@ -58,8 +59,6 @@ def items_to_label(config: JobConfig, pool_size: int) -> int:
 
 def _load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
-
-    from quarry_al.engine.student import resolve_model_path
 
     path = Path(resolve_model_path(model))
     ggufs = sorted(p.name for p in path.glob("*.gguf")) if path.is_dir() else []

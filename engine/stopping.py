@@ -20,8 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from quarry_al.engine.config import LoopConfig
-from quarry_al.engine.review.agreement import cohen_kappa
-from quarry_al.strategies.base import entropy
+from quarry_al.engine.core.stats import cohen_kappa, entropy
 
 
 def _num(x: float) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from quarry_al.engine.core.errors import QuarryError
 from quarry_al.engine.teacher.base import TeacherResult
 
 SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
@@ -149,7 +150,7 @@ JOIN (SELECT item_id, MAX(id) AS id FROM labels GROUP BY item_id) latest ON late
 """
 
 
-class StoreError(RuntimeError):
+class StoreError(QuarryError, RuntimeError):
     pass
 
 

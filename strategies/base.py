@@ -107,11 +107,6 @@ def rank_normalise(utility: np.ndarray) -> np.ndarray:
     return inverse / top if top > 0 else np.ones(n)
 
 
-def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Shannon entropy in nats with 0 log 0 = 0."""
-    return -(probs * np.log(np.where(probs > 0, probs, 1.0))).sum(axis=axis)
-
-
 def top_k_unlabeled(utility: np.ndarray, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
     """Indices of the k unlabeled items with the highest utility; ties broken at random.
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, entropy, require, top_k_unlabeled
+from quarry_al.engine.core.stats import entropy
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
 
 
 def _features(emb: np.ndarray) -> np.ndarray:

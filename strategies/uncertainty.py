@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import MC_PROBS, Scores, SelectionState, entropy, require, top_k_unlabeled
+from quarry_al.engine.core.stats import entropy
+from quarry_al.strategies.base import MC_PROBS, Scores, SelectionState, require, top_k_unlabeled
 
 
 class _Uncertainty:

@@ -5,7 +5,8 @@ import threading
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from quarry_al.engine.review.agreement import agreement, cohen_kappa, fleiss_kappa
+from quarry_al.engine.core.stats import cohen_kappa, fleiss_kappa
+from quarry_al.engine.review.agreement import agreement
 from quarry_al.engine.review.queue import Conflict, ReviewQueue, final_label
 from quarry_al.engine.store import SCHEMA_VERSION, Store
 from reviewdb import LABELS, make_review_db

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from quarry_al.engine.config import DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
 from quarry_al.engine.loop import _label, _Run, round_metrics
 from quarry_al.engine.report import status_text
 from quarry_al.engine.store import Store
@@ -218,5 +218,5 @@ def test_template_source_is_what_load_template_renders(tmp_path):
     assert load_template(str(mine)).render(text="x") == "Label: x"
     assert "{{" in template_source("classify.j2")  # a file of the prompts package
     assert template_source(str(tmp_path / "missing.j2")) is None
-    with pytest.raises(FileNotFoundError, match="prompt template not found"):
+    with pytest.raises(ConfigError, match="teacher.prompt: template not found"):
         load_template(str(tmp_path / "missing.j2"))

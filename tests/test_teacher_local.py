@@ -79,7 +79,7 @@ class _FakeSaved:
 def test_dequantized_gguf_leaves_no_temporary_folder(tmp_path, monkeypatch, outcome):
     import transformers
 
-    from quarry_al.engine.teacher.local import load_causal_lm
+    from quarry_al.engine.core.models import load_causal_lm
 
     model_dir, cache_dir = tmp_path / "model", tmp_path / "cache"
     model_dir.mkdir()

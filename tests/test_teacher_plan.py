@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 from quarry_al.engine.cli import main
 from quarry_al.engine.config import load_config
 from quarry_al.engine.plan import items_to_label, make_plan
-from quarry_al.engine.student import resolve_model_path
+from quarry_al.engine.core.models import resolve_model_path
 from quarry_al.engine.teacher.openai_compat import label_messages
 from quarry_al.engine.teacher.prompts import load_template
 

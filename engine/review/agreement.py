@@ -13,41 +13,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """None when undefined: no items, or both raters used one and the same category throughout."""
-    if len(a) != len(b):
-        raise ValueError("cohen_kappa: the two raters need the same number of items")
-    n = len(a)
-    if n == 0:
-        return None
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    ca, cb = Counter(a), Counter(b)
-    expected = sum(ca[k] * cb[k] for k in ca) / (n * n)
-    if expected == 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
-
-
-def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float | None:
-    """Each element: the labels the same number (>= 2) of raters gave one item."""
-    if not ratings:
-        return None
-    n = len(ratings[0])
-    if n < 2 or any(len(r) != n for r in ratings):
-        raise ValueError("fleiss_kappa: every item needs the same number (>= 2) of ratings")
-    totals: Counter[str] = Counter()
-    agreement = 0.0
-    for item in ratings:
-        counts = Counter(item)
-        totals.update(counts)
-        agreement += (sum(c * c for c in counts.values()) - n) / (n * (n - 1))
-    p_bar = agreement / len(ratings)
-    total = len(ratings) * n
-    p_e = sum((c / total) ** 2 for c in totals.values())
-    if p_e == 1.0:
-        return None
-    return (p_bar - p_e) / (1.0 - p_e)
+from quarry_al.engine.core.stats import cohen_kappa, fleiss_kappa
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
+from quarry_al.engine.core.errors import QuarryError
 from quarry_al.engine.store import Store
 
 SESSION_S = 12 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
-class AuthError(ValueError):
+class AuthError(QuarryError, ValueError):
     pass
 
 

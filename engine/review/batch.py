@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from quarry_al.engine.core.errors import QuarryError
 from quarry_al.engine.review.queue import Conflict, ReviewQueue
 from quarry_al.engine.store import ReviewRow
 
@@ -20,7 +21,7 @@ QUESTION = "label"  # Label Studio: the <Choices name=...>; Argilla: the label q
 FIELD = "text"  # Label Studio: data key and <Text name=...>; Argilla: the text field's name
 
 
-class BatchError(ValueError):
+class BatchError(QuarryError, ValueError):
     pass
 
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from quarry_al.engine.core.errors import QuarryError
 from quarry_al.engine.review.queue import Conflict, ReviewQueue
 
 
-class DecisionError(ValueError):
+class DecisionError(QuarryError, ValueError):
     pass
 
 

@@ -11,64 +11,20 @@ this lifted SmolLM2-135M from 0.28 to 0.39 accuracy (80 items).
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
-import shutil
 import time
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from quarry_al.engine.config import ConfigError, LocalTeacherConfig, TaskConfig
-from quarry_al.engine.student import resolve_model_path
+from quarry_al.engine.core.models import load_causal_lm
 from quarry_al.engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from quarry_al.engine.teacher.prompts import load_template, render_messages
 
-_DEFAULT_CACHE = Path.home() / ".cache" / "quarry" / "models"
 _CONTENT_FREE = ("N/A", "", "[MASK]")
-
-
-def _find_gguf(folder: Path, gguf_file: str | None) -> str | None:
-    if gguf_file:
-        return gguf_file
-    found = sorted(p.name for p in folder.glob("*.gguf")) if folder.is_dir() else []
-    return found[0] if found else None
-
-
-def load_causal_lm(model: str, gguf_file: str | None, cache_dir: str | None) -> tuple[object, torch.nn.Module]:
-    """Tokenizer and model; a GGUF file is dequantized once and kept in the cache as a plain HF folder,
-    because converting it takes longer than the whole labeling of a small batch."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(resolve_model_path(model))
-    gguf = _find_gguf(path, gguf_file)
-    if gguf is None:
-        return AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
-    source = path / gguf
-    stamp = f"{source.resolve()}:{source.stat().st_size}:{source.stat().st_mtime_ns}"
-    cached = Path(cache_dir or _DEFAULT_CACHE) / f"{Path(gguf).stem}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-    if (cached / "config.json").is_file():
-        return AutoTokenizer.from_pretrained(str(cached)), AutoModelForCausalLM.from_pretrained(str(cached))
-    tokenizer = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf)
-    lm = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf)
-    tmp = cached.with_name(cached.name + f".tmp{time.time_ns()}")
-    try:
-        tokenizer.save_pretrained(tmp)
-        # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
-        lm.hf_quantizer = None
-        if hasattr(lm.config, "quantization_config"):
-            del lm.config.quantization_config
-        lm.save_pretrained(tmp)
-        try:
-            tmp.replace(cached)
-        except OSError:  # another process cached it first
-            pass
-    finally:  # gone once moved into place; otherwise a leftover (a lost race, a failed save)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return tokenizer, lm
 
 
 class LocalTeacher:

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import jinja2
 
-from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.config import ConfigError, TaskConfig
 from quarry_al.engine.teacher.base import Example
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
@@ -41,7 +41,7 @@ def load_template(name: str) -> jinja2.Template:
     """A template by file name from the `prompts` package, or by path to a file of the user's."""
     source = template_source(name)
     if source is None:
-        raise FileNotFoundError(f"prompt template not found: {name} (looked in the prompts package and as a path)")
+        raise ConfigError(f"teacher.prompt: template not found: {name} (looked in the prompts package and as a path)")
     return _environment().from_string(source)
 
 

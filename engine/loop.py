@@ -25,7 +25,7 @@ from quarry_al.engine.store import Store
 from quarry_al.engine.core.stats import classification_metrics
 from quarry_al.engine.student import Student
 from quarry_al.engine.teacher import Teacher, TeacherItem, TeacherResult, build_teacher
-from quarry_al.engine.teacher.base import TRANSIENT_ERRORS, Usage
+from quarry_al.engine.teacher.base import TRANSIENT_ERRORS
 from quarry_al.engine.threshold import routing_for_round, routing_metrics
 from quarry_al.strategies import EMBEDDINGS, MC_PROBS, Scores, SelectionState, make_strategy, mc_passes_of, needs_of
 
@@ -240,13 +240,6 @@ def _pool_scores(run: _Run, round_: int, mc_passes: int = 0) -> Scores:
     return scores
 
 
-def _result_from_row(row: Any) -> TeacherResult:
-    return TeacherResult(label=row["label"], confidence=row["confidence"],
-                         distribution=json.loads(row["distribution"]) if row["distribution"] else None,
-                         raw=row["raw"], usage=Usage(row["prompt_tokens"], row["completion_tokens"]),
-                         error=row["error"], error_message=row["error_message"], prompt_hash=row["prompt_hash"])
-
-
 def _teacher_items(run: _Run, round_: int, rows: list[Any]) -> list[TeacherItem]:
     """The round's items for the teacher, with few-shot examples when the config asks for them."""
 
@@ -256,7 +249,7 @@ def _teacher_items(run: _Run, round_: int, rows: list[Any]) -> list[TeacherItem]
             student.load(run.adapter_dir(round_ - 1))
         return student.score(texts, progress=False).embeddings
 
-    items = [TeacherItem(row["item_id"], row["text"]) for row in rows]
+    items = [TeacherItem(row.item_id, row.text) for row in rows]
     return with_examples(run.config.teacher.few_shot, items, run.store.current_labels(), run.labels,
                          run.run_dir / "scores" / f"round-{round_:03d}.npz", run.pool_texts,
                          embed if round_ > 0 else None)
@@ -272,7 +265,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     for attempt in range(1 + run.config.teacher.failed_passes):
         done = store.latest_teacher_calls(round_)
         todo = [row for row in selection
-                if row["item_id"] not in done or done[row["item_id"]]["error"] in TRANSIENT_ERRORS]
+                if row.item_id not in done or done[row.item_id].error in TRANSIENT_ERRORS]
         if not todo:
             break
         if attempt:
@@ -280,7 +273,7 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
         teacher = run.get_teacher()
 
         def record(position: int, result: TeacherResult) -> None:
-            store.record_teacher_call(todo[position]["item_id"], round_, teacher.model_id, result)
+            store.record_teacher_call(todo[position].item_id, round_, teacher.model_id, result)
 
         teacher.label(_teacher_items(run, round_, todo), on_result=record)
     done = store.latest_teacher_calls(round_)
@@ -293,16 +286,16 @@ def _label(run: _Run, round_: int, timings: dict[str, float]) -> None:
     router = Router(routing.config)
     accepted, to_review = [], []
     for row in selection:
-        call = done[row["item_id"]]
-        result = _result_from_row(call)
-        student = None if row["student_label"] is None else StudentPrediction(row["student_label"], row["student_confidence"])
-        decision = router.route(result, student, row["item_id"])
+        call = done[row.item_id]
+        result = call.result
+        student = None if row.student_label is None else StudentPrediction(row.student_label, row.student_confidence)
+        decision = router.route(result, student, row.item_id)
         if decision.route == "accept":
-            accepted.append((row["item_id"], result.label, result.confidence, decision.reason))
+            accepted.append((row.item_id, result.label, result.confidence, decision.reason))
         else:
-            to_review.append({"item_id": row["item_id"], "reason": decision.reason, "teacher_label": result.label,
+            to_review.append({"item_id": row.item_id, "reason": decision.reason, "teacher_label": result.label,
                               "teacher_confidence": result.confidence, "teacher_raw": result.raw,
-                              "student_label": row["student_label"], "student_confidence": row["student_confidence"]})
+                              "student_label": row.student_label, "student_confidence": row.student_confidence})
     timings["labeling_s"] = timings.get("labeling_s", 0.0) + time.perf_counter() - started
     store.commit_routing(round_, accepted, to_review, timings)
     run.log(f"round {round_}: teacher accepted {len(accepted)}, sent {len(to_review)} to review")
@@ -374,7 +367,7 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
     calls = store.teacher_calls()
     gold = {row.item_id: row.gold for row in labels}
     gold.update({r.item_id: r.gold for r in store.reviews()})
-    judged = [c for c in calls if c["label"] is not None and gold.get(c["item_id"]) is not None]
+    judged = [c for c in calls if c.label is not None and gold.get(c.item_id) is not None]
     teacher_labels = [r for r in labels if r.source == "teacher" and r.gold is not None]
     with_gold = [r for r in labels if r.gold is not None]
     return {
@@ -385,8 +378,8 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
         "labeled_by_human": counts["human"],
         "pending_review": store.pending_count(),
         "teacher_calls": len(calls),
-        "teacher_failed": sum(1 for c in store.latest_teacher_calls().values() if c["error"] is not None),
-        "teacher_accuracy_vs_gold": _share(sum(c["label"] == gold[c["item_id"]] for c in judged), len(judged)),
+        "teacher_failed": sum(1 for c in store.latest_teacher_calls().values() if c.error is not None),
+        "teacher_accuracy_vs_gold": _share(sum(c.label == gold[c.item_id] for c in judged), len(judged)),
         "accepted_accuracy_vs_gold": _share(sum(r.label == r.gold for r in teacher_labels), len(teacher_labels)),
         "dataset_accuracy_vs_gold": _share(sum(r.label == r.gold for r in with_gold), len(with_gold)),
         "human_share": _share(counts["human"], counts["human"] + counts["teacher"]),

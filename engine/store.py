@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.teacher.base import TeacherResult
+from quarry_al.engine.teacher.base import TeacherResult, Usage
 
 SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
 
@@ -187,6 +187,51 @@ class LabelRow:
 
 
 @dataclass(frozen=True)
+class SelectionRow:
+    """An item a round chose, with what the student predicted for it then."""
+
+    item_id: str
+    text: str
+    gold: str | None
+    round: int
+    rank: int
+    utility: float | None
+    student_label: str | None
+    student_confidence: float | None
+
+
+@dataclass(frozen=True)
+class TeacherCall:
+    """One recorded teacher call: the answer (or typed error) as the backend gave it, and its bill."""
+
+    id: int
+    item_id: str
+    round: int
+    model: str
+    created_at: float
+    result: TeacherResult
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error
+
+    @property
+    def label(self) -> str | None:
+        return self.result.label
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "TeacherCall":
+        result = TeacherResult(
+            label=row["label"], confidence=row["confidence"],
+            distribution=json.loads(row["distribution"]) if row["distribution"] else None, raw=row["raw"],
+            usage=Usage(row["prompt_tokens"], row["completion_tokens"]), error=row["error"],
+            error_message=row["error_message"], prompt_hash=row["prompt_hash"], latency_s=row["latency_s"],
+            cached=bool(row["cached"]), cost=row["cost"], confidence_method=row["confidence_method"] or "")
+        return cls(id=row["id"], item_id=row["item_id"], round=row["round"], model=row["model"],
+                   created_at=row["created_at"], result=result)
+
+
+@dataclass(frozen=True)
 class ReviewRow:
     item_id: str
     text: str
@@ -345,9 +390,10 @@ class Store:
                 [(round_, item_id, rank, utility, s_label, s_conf)
                  for rank, (item_id, utility, s_label, s_conf) in enumerate(selected)])
 
-    def selection(self, round_: int) -> list[sqlite3.Row]:
-        return self._rows("SELECT s.*, i.text, i.gold FROM selections s JOIN items i USING (item_id) "
+    def selection(self, round_: int) -> list[SelectionRow]:
+        rows = self._rows("SELECT s.*, i.text, i.gold FROM selections s JOIN items i USING (item_id) "
                           "WHERE s.round = ? ORDER BY s.rank", (round_,))
+        return [SelectionRow(**{k: r[k] for k in SelectionRow.__dataclass_fields__}) for r in rows]
 
     def set_phase(self, round_: int, phase: str, timings: dict[str, float] | None = None,
                   metrics: dict[str, Any] | None = None) -> None:
@@ -380,10 +426,12 @@ class Store:
                  result.error, result.error_message, result.usage.prompt_tokens, result.usage.completion_tokens,
                  result.latency_s, time.time(), int(result.cached), result.cost, result.confidence_method or None))
 
-    def teacher_calls(self, round_: int | None = None) -> list[sqlite3.Row]:
+    def teacher_calls(self, round_: int | None = None) -> list[TeacherCall]:
         if round_ is None:
-            return self._rows("SELECT * FROM teacher_calls ORDER BY id")
-        return self._rows("SELECT * FROM teacher_calls WHERE round = ? ORDER BY id", (round_,))
+            rows = self._rows("SELECT * FROM teacher_calls ORDER BY id")
+        else:
+            rows = self._rows("SELECT * FROM teacher_calls WHERE round = ? ORDER BY id", (round_,))
+        return [TeacherCall.from_row(r) for r in rows]
 
     def teacher_usage(self, round_: int | None = None) -> dict[str, Any]:
         """Calls, cache hits, failures, paid tokens and cost, of one round or (None) of the run.
@@ -397,9 +445,9 @@ class Store:
         keys = ("calls", "cached", "failed", "prompt_tokens", "completion_tokens", "cost")
         return dict(zip(keys, tuple(row)))
 
-    def latest_teacher_calls(self, round_: int | None = None) -> dict[str, sqlite3.Row]:
+    def latest_teacher_calls(self, round_: int | None = None) -> dict[str, TeacherCall]:
         """The latest call per item (of one round, or of the run): what a resumed round reuses instead of paying again."""
-        return {row["item_id"]: row for row in self.teacher_calls(round_)}
+        return {call.item_id: call for call in self.teacher_calls(round_)}
 
     # --- labels and reviews ---------------------------------------------------------
     def commit_routing(self, round_: int, accepted: Sequence[tuple[str, str, float | None, str]],

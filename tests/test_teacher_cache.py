@@ -129,13 +129,13 @@ def test_new_run_dir_records_cached_calls_and_no_cost(tmp_path, proxy):
         usage[name] = store.teacher_usage()
         assert len(calls) == len(ITEMS)
         metrics = round_metrics(store, 0, {"accuracy": 0.0, "macro_f1": 0.0}, {})
-        assert metrics["teacher_cost"] == pytest.approx(sum(c["cost"] for c in calls))
+        assert metrics["teacher_cost"] == pytest.approx(sum(c.result.cost for c in calls))
         assert metrics["round_teacher_cached"] == metrics["teacher_cached"] == usage[name]["cached"]
         status = status_text(store)
         assert f"teacher: {len(ITEMS)} calls ({usage[name]['cached']} from the cache, 0 failed)" in status
         assert f"cost {usage[name]['cost']:.4f}" in status
         if name == "second":
-            assert all(c["cached"] == 1 and c["cost"] == 0 for c in calls)
+            assert all(c.result.cached and c.result.cost == 0 for c in calls)
         store.close()
     assert sum(proxy.paid().values()) == len(ITEMS)
     assert usage["first"]["cached"] == 0 and usage["first"]["cost"] > 0 and usage["first"]["prompt_tokens"] > 0
@@ -204,7 +204,7 @@ def test_old_run_database_gets_the_new_call_columns(tmp_path):
                      "VALUES ('a', 0, 'm', 'h', '', 10, 0)")
     with Store(path) as store:
         [old] = store.teacher_calls()
-        assert (old["cached"], old["cost"], old["confidence_method"]) == (0, 0, None)
+        assert (old.result.cached, old.result.cost, old.result.confidence_method) == (False, 0, "")
         assert store.teacher_usage() == {"calls": 1, "cached": 0, "failed": 0, "prompt_tokens": 10,
                                          "completion_tokens": 0, "cost": 0.0}
 

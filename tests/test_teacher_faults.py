@@ -167,7 +167,7 @@ def test_loop_asks_failed_items_again_then_routes_the_rest(tmp_path, proxy):
     calls = run.store.teacher_calls(0)
     by_item: dict[str, list] = {}
     for call in calls:
-        by_item.setdefault(call["item_id"], []).append(call["error"])
+        by_item.setdefault(call.item_id, []).append(call.error)
     assert by_item == {"t0": [None], "t1": ["server", None], "t2": ["server", "server"], "t3": [None]}
     assert proxy.paid() == {TEXTS[0]: 1, flaky: 1, TEXTS[3]: 1}
     # Every item of the round is either an accepted label or a pending review: none is lost.
@@ -175,7 +175,7 @@ def test_loop_asks_failed_items_again_then_routes_the_rest(tmp_path, proxy):
     reviewed = {r.item_id: r for r in run.store.reviews()}
     assert labeled | set(reviewed) == {"t0", "t1", "t2", "t3"} and not labeled & set(reviewed)
     assert reviewed["t2"].reason.startswith("teacher failed (server)")
-    assert all(c["confidence_method"] == "logprobs" for c in calls)
+    assert all(c.result.confidence_method == "logprobs" for c in calls)
     run.store.close()
 
 
@@ -194,7 +194,7 @@ def test_loop_resume_asks_only_transient_failures(tmp_path, proxy):
     _label(run, 0, {})
     assert proxy.paid() == {TEXTS[2]: 1, TEXTS[3]: 1}
     latest = run.store.latest_teacher_calls(0)
-    assert latest["t1"]["error"] == "unparsable" and latest["t2"]["error"] is None and latest["t3"]["error"] is None
+    assert latest["t1"].error == "unparsable" and latest["t2"].error is None and latest["t3"].error is None
     run.store.close()
 
 

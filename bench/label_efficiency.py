@@ -34,7 +34,8 @@ from sklearn.metrics import f1_score
 
 from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from quarry_al.engine.embeddings import cached, encoder_embeddings, teacher_embeddings  # noqa: E402
+from quarry_al.engine.core.files import cached_array as cached  # noqa: E402
+from quarry_al.engine.embeddings import encoder_embeddings, teacher_embeddings  # noqa: E402
 from quarry_al.strategies import MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets"

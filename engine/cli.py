@@ -10,6 +10,7 @@ from pathlib import Path
 
 from quarry_al.engine.config import config_from_dict, load_config
 from quarry_al.engine.core.errors import QuarryError
+from quarry_al.engine.run_folder import RunFolder
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -23,7 +24,7 @@ def _quiet_libraries() -> None:
 def _open_store(run_dir: str):
     from quarry_al.engine.store import Store, StoreError
 
-    path = Path(run_dir) / "quarry.db"
+    path = RunFolder(Path(run_dir)).database
     if not path.is_file():
         raise StoreError(f"{run_dir}: no run here (missing quarry.db); start one with `quarry run CONFIG`")
     return Store(path)
@@ -138,7 +139,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from quarry_al.engine.report import write_report
 
     with _open_store(args.run_dir) as store:
-        page = write_report(store, Path(args.run_dir))
+        page = write_report(store, RunFolder(Path(args.run_dir)))
     print(f"wrote {page}")
     return 0
 

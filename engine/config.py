@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quarry_al.engine.core.errors import QuarryError
+from quarry_al.strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
 
 class ConfigError(QuarryError, ValueError):
@@ -269,6 +270,24 @@ class JobConfig(_Strict):
         return self
 
 
+def check_strategies(config: JobConfig) -> None:
+    """Build the configured strategies once, so a bad name or parameter fails before any work,
+    as one line naming its key (`strategy.cold_start_params.pick: ...`)."""
+    for name_key, params_key, name, params in (
+            ("strategy.name", "strategy.params", config.strategy.name, config.strategy.params),
+            ("strategy.cold_start", "strategy.cold_start_params", config.strategy.cold_start,
+             config.strategy.cold_start_params)):
+        try:
+            strategy = make_strategy(name, params)
+        except StrategyParamError as exc:
+            raise ConfigError(f"{params_key}.{exc.param}: {exc.message}") from None
+        except StrategyError as exc:
+            raise ConfigError(f"{name_key}: {exc}") from None
+        if name_key == "strategy.cold_start" and MC_PROBS in needs_of(strategy):
+            raise ConfigError(f"strategy.cold_start: {name!r} needs MC-dropout passes of a trained student, "
+                              "which round 0 does not have (use random or kmeans)")
+
+
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
@@ -345,6 +364,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         config = JobConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(source, exc)) from None
+    try:
+        check_strategies(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return _check_paths(config, source) if check_files else config
 
 

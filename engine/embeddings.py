@@ -7,12 +7,13 @@ are frozen models, so their pool embeddings are computed once per run and cached
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from quarry_al.engine.config import JobConfig
 from quarry_al.engine.core.models import load_causal_lm, mean_pooled, resolve_model_path
+from quarry_al.engine.run_folder import RunFolder
 
 
 def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,
@@ -34,25 +35,8 @@ def teacher_embeddings(model: str, gguf_file: str | None, cache_dir: str | None,
     return mean_pooled(backbone.eval(), tokenizer, texts, batch_size, max_length, progress, desc="teacher embedding")
 
 
-def cache_key(*parts: object) -> str:
-    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:12]
-
-
-def cached(path: Path, compute) -> np.ndarray:
-    """The array saved at `path`, or compute() saved there first (atomically: a kill leaves no half file)."""
-    if path.is_file():
-        with np.load(path) as saved:
-            return saved["embeddings"]
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, embeddings=value)
-    tmp.replace(path)
-    return value
-
-
-def pool_embeddings(run_dir: Path, config, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-    """The frozen-model embeddings of the pool for `config` (a JobConfig), cached in the run folder.
+def pool_embeddings(folder: RunFolder, config: JobConfig, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    """The frozen-model embeddings of the pool for `config`, cached in the run folder.
 
     Source `student` here means the student's base encoder before any training (what round 0 has);
     later rounds use the trained student's own pooled states from its scoring pass instead.
@@ -69,4 +53,8 @@ def pool_embeddings(run_dir: Path, config, texts: Sequence[str], progress: bool 
         compute = lambda: encoder_embeddings(model, texts, settings.batch_size, settings.max_length,  # noqa: E731
                                              progress=progress)
     key = cache_key(source, model, settings.max_length, len(texts), hashlib.sha256("\x00".join(texts).encode()).hexdigest())
-    return cached(Path(run_dir) / "embeddings" / f"{source}-{key}.npz", compute)
+    return folder.embeddings(f"{source}-{key}", compute)
+
+
+def cache_key(*parts: object) -> str:
+    return hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:12]

@@ -1,12 +1,11 @@
 """Few-shot examples for a round's teacher items, from the run's labels and embeddings.
 
-Embeddings: the student's pooled embeddings of the pool (the round's scores cache), with the
+Embeddings: the student's pooled embeddings of the pool (from the round's scores), with the
 few texts it lacks (seed items) embedded by `embed`; TF-IDF when the config asks for it, or
 before the student exists (round 0).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -19,12 +18,10 @@ from quarry_al.engine.teacher.fewshot import choose_examples, tfidf
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def _student_embeddings(texts: list[str], scores_file: Path, pool_texts: Sequence[str],
+def _student_embeddings(texts: list[str], pool: np.ndarray | None, pool_texts: Sequence[str],
                         embed: Embed | None) -> np.ndarray | None:
-    if not scores_file.is_file():
+    if pool is None:
         return None
-    with np.load(scores_file) as saved:
-        pool = saved["embeddings"]
     row_of = {text: row for row, text in enumerate(pool_texts)}
     missing = sorted({t for t in texts if t not in row_of})
     if missing and embed is None:
@@ -35,14 +32,14 @@ def _student_embeddings(texts: list[str], scores_file: Path, pool_texts: Sequenc
 
 
 def with_examples(config: FewShotConfig, items: list[TeacherItem], labels: Sequence[LabelRow],
-                  label_order: Sequence[str], scores_file: Path, pool_texts: Sequence[str],
+                  label_order: Sequence[str], pool_embeddings: np.ndarray | None, pool_texts: Sequence[str],
                   embed: Embed | None = None) -> list[TeacherItem]:
     """`items` with their few-shot blocks (unchanged when few-shot is off or nothing is labeled yet)."""
     candidates = [Example(r.text, r.label) for r in labels if config.source == "all" or r.source != "teacher"]
     if not candidates or (config.k == 0 and config.per_label == 0):
         return items
     texts = [c.text for c in candidates] + [i.text for i in items]
-    vectors = _student_embeddings(texts, scores_file, pool_texts, embed) if config.embeddings == "student" else None
+    vectors = _student_embeddings(texts, pool_embeddings, pool_texts, embed) if config.embeddings == "student" else None
     if vectors is None:
         vectors = tfidf(texts)
     blocks = choose_examples(vectors[len(candidates):], vectors[:len(candidates)], candidates, label_order,

@@ -8,6 +8,8 @@ from typing import Any
 
 from quarry_al.engine.calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
 from quarry_al.engine.config import RoutingConfig
+from quarry_al.engine.core.files import atomic_write, write_text
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
 from quarry_al.engine.threshold import reviewed_items
 
@@ -46,7 +48,7 @@ def status_text(store: Store) -> str:
     return "\n".join(lines)
 
 
-def write_report(store: Store, run_dir: Path) -> Path:
+def write_report(store: Store, folder: RunFolder) -> Path:
     """report.html beside a learning-curve and a label-source chart (PNG)."""
     import matplotlib
 
@@ -74,26 +76,22 @@ def write_report(store: Store, run_dir: Path) -> Path:
     sources.set_title("Who labeled")
     sources.legend()
     fig.tight_layout()
-    chart = run_dir / "report.png"
-    fig.savefig(chart, dpi=110)
+    atomic_write(folder.report_file("report.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    calibration = _calibration_section(store, run_dir, plt)
+    calibration = _calibration_section(store, folder, plt)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(_num(m.get(k)))}</td>" for k in _REPORT_COLUMNS) + "</tr>"
                    for m in history)
-    page = run_dir / "report.html"
-    page.write_text(
+    return write_text(folder.report_file("report.html"),
         "<!doctype html><meta charset='utf-8'><title>Quarry report</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
         "tr:nth-child(even){background:#f3f3f3}</style>"
         f"<h1>{html.escape(json.loads(store.config_json())['name'])}</h1>"
         f"<p>{html.escape(store.meta('stop_reason') or 'running')}</p><img src='report.png' width='900'>"
         "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in _REPORT_COLUMNS) + f"</tr>{rows}</table>"
-        + calibration,
-        encoding="utf-8")
-    return page
+        + calibration)
 
 
-def _calibration_section(store: Store, run_dir: Path, plt: Any) -> str:
+def _calibration_section(store: Store, folder: RunFolder, plt: Any) -> str:
     """Precision of auto-accepted labels against the share accepted (from the reviewed items, audit-weighted),
     and how well each confidence signal separates right from wrong teacher labels."""
     routing = RoutingConfig.model_validate(json.loads(store.config_json()).get("routing", {}))
@@ -120,7 +118,7 @@ def _calibration_section(store: Store, run_dir: Path, plt: Any) -> str:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(run_dir / "calibration.png", dpi=110)
+    atomic_write(folder.report_file("calibration.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     aurocs = "".join(f"<tr><td>{html.escape(name)}</td><td>{_num(value)}</td></tr>"
                      for name, value in signal_aurocs(items).items())

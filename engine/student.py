@@ -7,7 +7,6 @@ measurements in DESIGN.md show LoRA needs enough steps to pass frozen embeddings
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -49,8 +48,7 @@ class Student:
             self.model_path, num_labels=len(self.label_names),
             id2label=dict(enumerate(self.label_names)), label2id=self.label_index)
 
-    def _fresh_model(self, seed: int) -> torch.nn.Module:
-        torch.manual_seed(seed)  # the classifier head's initialisation
+    def _fresh_model(self) -> torch.nn.Module:
         model = self._base_model()
         if self.config.method == "lora":
             from peft import LoraConfig, TaskType, get_peft_model
@@ -77,7 +75,12 @@ class Student:
         unknown = sorted(set(labels) - set(self.label_index))
         if unknown:
             raise ValueError(f"labels outside the task's label set: {unknown}")
-        model = self._fresh_model(seed)
+        with torch.random.fork_rng(devices=[]):  # seeded head init and dropout, the caller's RNG untouched
+            torch.manual_seed(seed)
+            return self._fit(texts, labels, seed, progress)
+
+    def _fit(self, texts: Sequence[str], labels: Sequence[str], seed: int, progress: bool) -> TrainStats:
+        model = self._fresh_model()
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
         targets = torch.tensor([self.label_index[label] for label in labels])
         steps = self.steps_for(len(texts))
@@ -111,15 +114,11 @@ class Student:
 
     # --- persistence ---------------------------------------------------------------
     def save(self, folder: str | Path) -> None:
-        """The round's adapter (LoRA weights and the head), or the whole model for full fine-tuning."""
+        """The round's adapter (LoRA weights and the head), or the whole model for full fine-tuning;
+        the run folder makes the write atomic."""
         if self.model is None:
             raise RuntimeError("nothing to save: the student has not been trained")
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.replace(folder)  # a kill leaves either the old folder or the new one, never half of one
+        self.model.save_pretrained(Path(folder))
 
     def load(self, folder: str | Path) -> None:
         folder = Path(folder)

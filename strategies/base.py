@@ -10,6 +10,25 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from quarry_al.engine.core.errors import QuarryError
+
+
+class StrategyError(QuarryError, ValueError):
+    """A strategy that cannot be built as asked (an unknown name)."""
+
+
+class StrategyParamError(StrategyError):
+    """A bad strategy parameter. `param` is its path inside the strategy's params (`weights.margin`);
+    the caller, who knows where the params came from, adds the key path in front."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param, self.message = param, message
+
+    def under(self, prefix: str) -> "StrategyParamError":
+        """The same error for params nested under `prefix` (a hybrid's component)."""
+        return StrategyParamError(f"{prefix}.{self.param}", self.message)
+
 
 @dataclass(frozen=True)
 class Scores:

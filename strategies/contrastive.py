@@ -12,20 +12,22 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
+from quarry_al.strategies.registry import register
 
 
+@register
 class CAL:
     name = "cal"
     needs = frozenset({EMBEDDINGS})
 
     def __init__(self, neighbours: int = 10, neighbour_probs: str = "model", smoothing: float = 0.1):
         if not isinstance(neighbours, int) or neighbours < 1:
-            raise ValueError(f"strategy.params.neighbours: must be a positive integer, got {neighbours!r}")
+            raise StrategyParamError("neighbours", f"must be a positive integer, got {neighbours!r}")
         if neighbour_probs not in ("model", "gold"):
-            raise ValueError(f"strategy.params.neighbour_probs: must be 'model' or 'gold', got {neighbour_probs!r}")
+            raise StrategyParamError("neighbour_probs", f"must be 'model' or 'gold', got {neighbour_probs!r}")
         if not 0 <= smoothing < 1:
-            raise ValueError(f"strategy.params.smoothing: must be in [0, 1), got {smoothing!r}")
+            raise StrategyParamError("smoothing", f"must be in [0, 1), got {smoothing!r}")
         self.neighbours, self.neighbour_probs, self.smoothing = neighbours, neighbour_probs, float(smoothing)
 
     def _reference(self, scores: Scores, state: SelectionState) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,9 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, mc_passes_of, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
 from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
+from quarry_al.strategies.registry import register
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
 
@@ -35,6 +36,7 @@ def fill_up(chosen: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.G
     return np.concatenate([chosen, rng.choice(rest, size=k - len(chosen), replace=False)])
 
 
+@register
 class KMeansSampling:
     """Cluster the unlabeled items into k groups (mini-batch k-means) and take one item per cluster.
 
@@ -49,9 +51,9 @@ class KMeansSampling:
 
     def __init__(self, pick: str = "nearest", uncertainty: str = "margin", batch_size: int = 4096, max_iter: int = 20):
         if pick not in ("nearest", "uncertain"):
-            raise ValueError(f"strategy.params.pick: must be 'nearest' or 'uncertain', got {pick!r}")
+            raise StrategyParamError("pick", f"must be 'nearest' or 'uncertain', got {pick!r}")
         if uncertainty not in _UNCERTAINTY:
-            raise ValueError(f"strategy.params.uncertainty: must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
+            raise StrategyParamError("uncertainty", f"must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
         self.pick, self.batch_size, self.max_iter = pick, batch_size, max_iter
         self.uncertainty = _UNCERTAINTY[uncertainty]()
         self.needs = frozenset({EMBEDDINGS}) | (getattr(self.uncertainty, "needs", frozenset())
@@ -84,6 +86,7 @@ def min_sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return pairwise_distances_argmin_min(x, centres)[1].astype(np.float64) ** 2
 
 
+@register
 class CoreSet:
     """Greedy k-center: repeatedly take the unlabeled item farthest from every labeled or chosen item.
 
@@ -119,6 +122,7 @@ class CoreSet:
         return candidates[chosen].astype(np.int64)
 
 
+@register
 class InformationDensity:
     """An uncertainty utility times representativeness: (mean cosine similarity to the pool) ** beta.
 
@@ -131,9 +135,9 @@ class InformationDensity:
 
     def __init__(self, uncertainty: str = "entropy", beta: float = 1.0):
         if uncertainty not in _UNCERTAINTY:
-            raise ValueError(f"strategy.params.uncertainty: must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
+            raise StrategyParamError("uncertainty", f"must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
         if not beta >= 0:
-            raise ValueError(f"strategy.params.beta: must be >= 0, got {beta!r}")
+            raise StrategyParamError("beta", f"must be >= 0, got {beta!r}")
         self.uncertainty, self.beta = _UNCERTAINTY[uncertainty](), float(beta)
         self.needs = frozenset({EMBEDDINGS}) | getattr(self.uncertainty, "needs", frozenset())
         self.mc_passes = mc_passes_of(self.uncertainty)

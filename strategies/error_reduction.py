@@ -22,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from quarry_al.engine.core.stats import entropy
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
+from quarry_al.strategies.registry import register
 
 
 def _features(emb: np.ndarray) -> np.ndarray:
@@ -48,6 +49,7 @@ def fit_softmax_head(x: np.ndarray, y: np.ndarray, c: int, steps: int = 300, lea
     return w
 
 
+@register
 class ExpectedErrorReduction:
     """See the module docstring: Roy & McCallum 2001, approximated on a candidate subset and a cheap head."""
 
@@ -58,9 +60,9 @@ class ExpectedErrorReduction:
                  learning_rate: float = 2.0, l2: float = 1e-3):
         for key, value in (("candidates", candidates), ("pool_sample", pool_sample), ("steps", steps)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"strategy.params.{key}: must be a positive integer, got {value!r}")
+                raise StrategyParamError(f"{key}", f"must be a positive integer, got {value!r}")
         if prefilter not in ("entropy", "random"):
-            raise ValueError(f"strategy.params.prefilter: must be 'entropy' or 'random', got {prefilter!r}")
+            raise StrategyParamError("prefilter", f"must be 'entropy' or 'random', got {prefilter!r}")
         self.candidates, self.prefilter, self.pool_sample = candidates, prefilter, pool_sample
         self.steps, self.learning_rate, self.l2 = steps, float(learning_rate), float(l2)
 

@@ -8,23 +8,27 @@ from typing import Any
 
 import numpy as np
 
-from quarry_al.strategies.base import Scores, SelectionState, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
+from quarry_al.strategies.base import Scores, SelectionState, StrategyError, StrategyParamError, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
 from quarry_al.strategies.diversity import KMeansSampling
+from quarry_al.strategies.registry import make_strategy, register
 
 
-def _build(key: str, name: Any, params: Any = None):
-    from quarry_al.strategies import make_strategy  # the registry imports this module
-
+def _build(key: str, name: Any, params: Any = None, params_key: str | None = None):
+    """A component strategy; its errors name the component's key (`late_params.mc_passes`)."""
+    params_key = params_key or f"{key}_params"
     if not isinstance(name, str):
-        raise ValueError(f"strategy.params.{key}: must be a strategy name, got {name!r}")
+        raise StrategyParamError(key, f"must be a strategy name, got {name!r}")
     if params is not None and not isinstance(params, dict):
-        raise ValueError(f"strategy.params.{key}_params: must be a mapping, got {params!r}")
+        raise StrategyParamError(params_key, f"must be a mapping, got {params!r}")
     try:
         return make_strategy(name, params)
-    except ValueError as exc:
-        raise ValueError(f"strategy.params.{key}: {exc}") from None
+    except StrategyParamError as exc:
+        raise exc.under(params_key) from None
+    except StrategyError as exc:
+        raise StrategyParamError(key, str(exc)) from None
 
 
+@register
 class WeightedMixture:
     """Utility sum_i w_i * rank(u_i) / n over component utilities, each rank-normalised to [0, 1].
 
@@ -40,18 +44,18 @@ class WeightedMixture:
     def __init__(self, weights: dict[str, float] | None = None, params: dict[str, dict] | None = None):
         weights = weights if weights is not None else {"margin": 0.5, "density": 0.5}
         if not isinstance(weights, dict) or not weights:
-            raise ValueError(f"strategy.params.weights: must map strategy names to weights, got {weights!r}")
+            raise StrategyParamError("weights", f"must map strategy names to weights, got {weights!r}")
         params = params or {}
         for name in params:
             if name not in weights:
-                raise ValueError(f"strategy.params.params.{name}: not one of the weighted strategies")
+                raise StrategyParamError(f"params.{name}", "not one of the weighted strategies")
         self.components = []
         for name, weight in weights.items():
             if not isinstance(weight, (int, float)) or weight < 0:
-                raise ValueError(f"strategy.params.weights.{name}: must be a number >= 0, got {weight!r}")
-            component = _build(f"weights.{name}", name, params.get(name))
+                raise StrategyParamError(f"weights.{name}", f"must be a number >= 0, got {weight!r}")
+            component = _build(f"weights.{name}", name, params.get(name), params_key=f"params.{name}")
             if not hasattr(component, "utility"):
-                raise ValueError(f"strategy.params.weights.{name}: strategy '{name}' has no per-item utility to mix")
+                raise StrategyParamError(f"weights.{name}", f"strategy '{name}' has no per-item utility to mix")
             self.components.append((float(weight), component))
         self.needs = frozenset().union(*(needs_of(c) for _, c in self.components))
         self.mc_passes = mc_passes_of(*(c for _, c in self.components))
@@ -67,6 +71,7 @@ class WeightedMixture:
         return top_k_unlabeled(self.utility(scores, state), state, k, rng)
 
 
+@register
 class TwoStage:
     """Top `factor` * k unlabeled items by an uncertainty utility, then a diverse k among them.
 
@@ -79,12 +84,12 @@ class TwoStage:
 
     def __init__(self, prefilter: str = "margin", factor: int = 10, diversity: str = "kmeans"):
         if not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"strategy.params.factor: must be a positive integer, got {factor!r}")
+            raise StrategyParamError("factor", f"must be a positive integer, got {factor!r}")
         if diversity not in ("kmeans", "coreset"):
-            raise ValueError(f"strategy.params.diversity: must be 'kmeans' or 'coreset', got {diversity!r}")
+            raise StrategyParamError("diversity", f"must be 'kmeans' or 'coreset', got {diversity!r}")
         self.prefilter = _build("prefilter", prefilter)
         if not hasattr(self.prefilter, "utility"):
-            raise ValueError(f"strategy.params.prefilter: strategy '{prefilter}' has no per-item utility")
+            raise StrategyParamError("prefilter", f"strategy '{prefilter}' has no per-item utility")
         self.factor, self.diversity = factor, _build("diversity", diversity)
         self.needs = needs_of(self.prefilter) | needs_of(self.diversity)
         self.mc_passes = mc_passes_of(self.prefilter, self.diversity)
@@ -103,6 +108,7 @@ def prediction_agreement(state: SelectionState, scores: Scores) -> float | None:
     return float(np.mean(state.previous_probs.argmax(axis=1) == scores.probs.argmax(axis=1)))
 
 
+@register
 class Adaptive:
     """Diversity first, uncertainty later: `early` until round `switch_round`, or until the student's
     pool predictions agree with the previous round's on at least `agreement` of the items; `late` after.
@@ -118,11 +124,11 @@ class Adaptive:
     def __init__(self, early: str = "kmeans", late: str = "margin", switch_round: int | None = 3,
                  agreement: float | None = None, early_params: dict | None = None, late_params: dict | None = None):
         if switch_round is None and agreement is None:
-            raise ValueError("strategy.params.switch_round: give switch_round, agreement or both")
+            raise StrategyParamError("switch_round", "give switch_round, agreement or both")
         if switch_round is not None and (not isinstance(switch_round, int) or switch_round < 1):
-            raise ValueError(f"strategy.params.switch_round: must be a positive integer or null, got {switch_round!r}")
+            raise StrategyParamError("switch_round", f"must be a positive integer or null, got {switch_round!r}")
         if agreement is not None and not 0 < agreement <= 1:
-            raise ValueError(f"strategy.params.agreement: must be in (0, 1] or null, got {agreement!r}")
+            raise StrategyParamError("agreement", f"must be in (0, 1] or null, got {agreement!r}")
         self.early, self.late = _build("early", early, early_params), _build("late", late, late_params)
         self.switch_round, self.agreement = switch_round, agreement
         self.cold = KMeansSampling()

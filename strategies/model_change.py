@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.registry import register
 
 
+@register
 class ExpectedGradientLength:
     """Utility sum_y p(y|x) |(p - onehot(y)) outer h| = |h| sum_y p_y |p - e_y|.
 
@@ -34,6 +36,7 @@ class ExpectedGradientLength:
         return top_k_unlabeled(self.utility(scores, state), state, k, rng)
 
 
+@register
 class BADGE:
     """k-means++ seeding over gradient embeddings g = (p - onehot(argmax p)) outer h.
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from quarry_al.strategies.base import Scores, SelectionState
+from quarry_al.strategies.registry import register
 
 
+@register
 class RandomSampling:
     """Uniform over the unlabeled items, from the generator passed in (so a run replays exactly).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, mc_passes_of, needs_of, require
+from quarry_al.strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, StrategyParamError, mc_passes_of, needs_of, require
 
 METHODS = ("random", "seals")
 
@@ -48,11 +48,11 @@ def nearest_unlabeled(emb: np.ndarray, labeled: np.ndarray, queries: np.ndarray,
 class Subsampled:
     def __init__(self, inner: QueryStrategy, size: int, method: str = "random", neighbours: int = 100):
         if not isinstance(size, int) or size < 1:
-            raise ValueError(f"strategy.params.subsample: must be a positive integer, got {size!r}")
+            raise StrategyParamError("subsample", f"must be a positive integer, got {size!r}")
         if method not in METHODS:
-            raise ValueError(f"strategy.params.subsample_method: must be one of {', '.join(METHODS)}, got {method!r}")
+            raise StrategyParamError("subsample_method", f"must be one of {', '.join(METHODS)}, got {method!r}")
         if not isinstance(neighbours, int) or neighbours < 1:
-            raise ValueError(f"strategy.params.subsample_neighbours: must be a positive integer, got {neighbours!r}")
+            raise StrategyParamError("subsample_neighbours", f"must be a positive integer, got {neighbours!r}")
         self.inner, self.size, self.method, self.neighbours = inner, size, method, neighbours
         self.name = inner.name
         self.needs = needs_of(inner) | ({EMBEDDINGS} if method == "seals" else frozenset())

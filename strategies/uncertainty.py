@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from quarry_al.engine.core.stats import entropy
-from quarry_al.strategies.base import MC_PROBS, Scores, SelectionState, require, top_k_unlabeled
+from quarry_al.strategies.base import MC_PROBS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
+from quarry_al.strategies.registry import register
 
 
 class _Uncertainty:
@@ -25,6 +26,7 @@ class _Uncertainty:
         return top_k_unlabeled(self.utility(scores, state), state, k, rng)
 
 
+@register
 class LeastConfidence(_Uncertainty):
     """Utility 1 - max_c p(c|x): the student's doubt about its own best guess.
 
@@ -38,6 +40,7 @@ class LeastConfidence(_Uncertainty):
         return 1.0 - scores.probs.max(axis=1)
 
 
+@register
 class Margin(_Uncertainty):
     """Utility 1 - (p1 - p2), p1 and p2 the two highest probabilities: the smallest margin first.
 
@@ -55,6 +58,7 @@ class Margin(_Uncertainty):
         return 1.0 - (top[:, -1] - second)
 
 
+@register
 class Entropy(_Uncertainty):
     """Utility -sum_c p log p (0 log 0 = 0): the uncertainty of the whole distribution.
 
@@ -69,6 +73,7 @@ class Entropy(_Uncertainty):
         return entropy(scores.probs, axis=1)
 
 
+@register
 class BALD(_Uncertainty):
     """Utility H[mean_t p_t] - mean_t H[p_t]: the mutual information between the label and the weights.
 
@@ -84,7 +89,7 @@ class BALD(_Uncertainty):
 
     def __init__(self, mc_passes: int = 10):
         if not isinstance(mc_passes, int) or mc_passes < 2:
-            raise ValueError(f"strategy.params.mc_passes: must be an integer >= 2, got {mc_passes!r}")
+            raise StrategyParamError("mc_passes", f"must be an integer >= 2, got {mc_passes!r}")
         self.mc_passes = mc_passes
 
     def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:

@@ -129,28 +129,27 @@ class TestWithExamples:
     def items(self):
         return [TeacherItem("p3", self.POOL[2]), TeacherItem("p4", self.POOL[3])]
 
-    def test_off_by_default(self, tmp_path):
-        assert with_examples(FewShotConfig(), self.items(), self.LABELS, TASK.label_names, tmp_path / "none.npz",
+    def test_off_by_default(self):
+        assert with_examples(FewShotConfig(), self.items(), self.LABELS, TASK.label_names, None,
                              self.POOL) == self.items()
 
-    def test_tfidf_before_the_student_exists(self, tmp_path):
-        out = with_examples(FewShotConfig(k=1), self.items(), self.LABELS, TASK.label_names, tmp_path / "none.npz",
+    def test_tfidf_before_the_student_exists(self):
+        out = with_examples(FewShotConfig(k=1), self.items(), self.LABELS, TASK.label_names, None,
                             self.POOL)
         assert [i.examples for i in out] == [(Example("late goal wins the cup", "sports"),),
                                              (Example("senate passes the budget vote", "politics"),)]
 
-    def test_teacher_labels_only_with_source_all(self, tmp_path):
+    def test_teacher_labels_only_with_source_all(self):
         cfg = FewShotConfig(per_label=1)
-        reviewed = with_examples(cfg, self.items(), self.LABELS, TASK.label_names, tmp_path / "x.npz", self.POOL)
+        reviewed = with_examples(cfg, self.items(), self.LABELS, TASK.label_names, None, self.POOL)
         every = with_examples(cfg.model_copy(update={"source": "all"}), self.items(), self.LABELS, TASK.label_names,
-                              tmp_path / "x.npz", self.POOL)
+                              None, self.POOL)
         assert [e.label for e in reviewed[0].examples] == ["sports", "politics"]
         assert [e.label for e in every[0].examples] == ["sports", "politics", "tech"]
 
-    def test_student_embeddings_from_the_scores_cache(self, tmp_path):
+    def test_student_embeddings_of_the_pool(self):
         # Embeddings that contradict the words: item p3 sits next to the tech text, p4 next to the sports one.
         pool_emb = np.array([[1.0, 0, 0], [0, 1.0, 0], [0.1, 1.0, 0], [1.0, 0.1, 0]])
-        np.savez(tmp_path / "round-001.npz", probs=np.zeros((4, 3)), embeddings=pool_emb)
         asked = []
 
         def embed(texts):
@@ -158,9 +157,9 @@ class TestWithExamples:
             return np.array([[0, 0, 1.0]] * len(texts))  # the seed text: far from everything
 
         out = with_examples(FewShotConfig(k=1, source="all"), self.items(), self.LABELS, TASK.label_names,
-                            tmp_path / "round-001.npz", self.POOL, embed)
+                            pool_emb, self.POOL, embed)
         assert asked == [["senate passes the budget vote"]]  # only the text the cache lacks
         assert [i.examples[0].label for i in out] == ["tech", "sports"]
         tfidf_out = with_examples(FewShotConfig(k=1, source="all", embeddings="tfidf"), self.items(), self.LABELS,
-                                  TASK.label_names, tmp_path / "round-001.npz", self.POOL, embed)
+                                  TASK.label_names, pool_emb, self.POOL, embed)
         assert [i.examples[0].label for i in tfidf_out] == ["sports", "politics"]

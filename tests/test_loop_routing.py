@@ -15,8 +15,11 @@ import numpy as np
 
 from quarry_al.engine.config import JobConfig
 from quarry_al.engine.data import load_job_data
-from quarry_al.engine.loop import _initialize_or_check, _label, _review, _Run, _select
+from quarry_al.engine.loop import initialize_or_check
+from quarry_al.engine.phases import RunContext, label_round, review_round, select_round
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
+from quarry_al.strategies import Scores
 from quarry_al.engine.teacher.base import TeacherResult
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +51,7 @@ class ScriptedTeacher:
         pass
 
 
-def make_run(tmp_path: Path, routing: dict, few_shot: dict) -> tuple[_Run, ScriptedTeacher]:
+def make_run(tmp_path: Path, routing: dict, few_shot: dict) -> tuple[RunContext, ScriptedTeacher]:
     raw = {"name": "t", "task": {"labels": ["billing", "shipping", "technical", "account", "feedback"],
                                  "instruction": "Classify."},
            "data": {"pool": str(DEMO_DATA / "pool.jsonl"), "eval": str(DEMO_DATA / "eval.jsonl")},
@@ -57,25 +60,22 @@ def make_run(tmp_path: Path, routing: dict, few_shot: dict) -> tuple[_Run, Scrip
     config = JobConfig.model_validate(raw)
     data = load_job_data(config.data, config.task.label_names)
     store = Store(tmp_path / "quarry.db")
-    _initialize_or_check(store, config, data, lambda m: None)
-    run = _Run(config, tmp_path, store, data, progress=False, log=lambda m: None)
-    items = store.pool_items()
-    run.pool_ids, run.pool_texts = [i.item_id for i in items], [i.text for i in items]
-    run.teacher = ScriptedTeacher({i.item_id: i.gold for i in items}, config.task.label_names)
-    return run, run.teacher
+    initialize_or_check(store, config, data, lambda m: None)
+    run = RunContext(config, RunFolder(tmp_path), store, data.eval, progress=False, log=lambda m: None)
+    teacher = ScriptedTeacher({i.item_id: i.gold for i in store.pool_items()}, config.task.label_names)
+    run.models.teacher = teacher
+    return run, teacher
 
 
-def run_round(run: _Run, round_: int) -> None:
+def run_round(run: RunContext, round_: int) -> None:
     if round_ > 0:  # the student's scores, by hand: uniform probabilities, one-hot-ish embeddings of the gold label
         labels = run.labels
         gold = [i.gold for i in run.store.pool_items()]
         emb = np.array([[1.0 if l == g else 0.1 for l in labels] for g in gold])
-        cache = run.run_dir / "scores" / f"round-{round_:03d}.npz"
-        cache.parent.mkdir(exist_ok=True)
-        np.savez(cache, probs=np.full((len(gold), len(labels)), 1 / len(labels)), embeddings=emb)
-    assert _select(run, round_) is None
-    _label(run, round_, {})
-    _review(run, round_, {})
+        run.folder.save_scores(round_, Scores(probs=np.full((len(gold), len(labels)), 1 / len(labels)), embeddings=emb))
+    assert select_round(run, round_) is None
+    label_round(run, round_, {})
+    review_round(run, round_, {})
     run.store.set_phase(round_, "done", {}, {"round": round_})
 
 

@@ -223,7 +223,8 @@ def test_a_waiting_queue_mode_round_picks_up_decisions_made_in_the_app(tmp_path)
     import json
 
     from quarry_al.engine.config import config_from_dict
-    from quarry_al.engine.loop import _review, _Run
+    from quarry_al.engine.phases import RunContext, review_round
+    from quarry_al.engine.run_folder import RunFolder
 
     db = make_review_db(tmp_path / "quarry.db", pending=3, review={"wait": True, "poll_s": 0.05})
     with Store(db) as store:
@@ -234,8 +235,8 @@ def test_a_waiting_queue_mode_round_picks_up_decisions_made_in_the_app(tmp_path)
 
     def loop_side() -> None:
         with Store(db) as store:
-            run = _Run(config=config, run_dir=tmp_path, store=store, data=None, progress=False, log=messages.append)
-            _review(run, 0, {})
+            run = RunContext(config, RunFolder(tmp_path), store, [], progress=False, log=messages.append)
+            review_round(run, 0, {})
         finished.set()
 
     waiter = threading.Thread(target=loop_side)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quarry_al.strategies import STRATEGIES, QueryStrategy, Scores, SelectionState, make_strategy
+from quarry_al.strategies import STRATEGIES, QueryStrategy, Scores, SelectionState, StrategyParamError, make_strategy
 from quarry_al.strategies.base import top_k_unlabeled
 from quarry_al.strategies.random_sampling import RandomSampling
 from quarry_al.strategies.uncertainty import Entropy, LeastConfidence, Margin
@@ -192,8 +192,9 @@ class TestRegistry:
             make_strategy("baldd")
 
     def test_unknown_param_is_named(self):
-        with pytest.raises(ValueError, match=r"^strategy.params.temperature: unknown parameter for strategy 'entropy'"):
+        with pytest.raises(StrategyParamError, match=r"^unknown parameter for strategy 'entropy'") as err:
             make_strategy("entropy", {"temperature": 2.0})
+        assert err.value.param == "temperature"
 
     def test_exports(self):
         from quarry_al import strategies

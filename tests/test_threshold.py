@@ -11,6 +11,7 @@ import pytest
 from quarry_al.engine.calibration import NOTHING_ACCEPTED
 from quarry_al.engine.config import RoutingConfig
 from quarry_al.engine.report import write_report
+from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.review import simulate_review
 from quarry_al.engine.routing import Router, StudentPrediction, audited
 from quarry_al.engine.store import Store
@@ -117,7 +118,7 @@ def test_report_has_the_curve_and_the_aurocs(tmp_path):
     store, conf = make_store(tmp_path, 200, seed=3)
     config = RoutingConfig(confidence_threshold=0.8, target_precision=0.9, audit_rate=0.3)
     route_round(store, 0, list(conf), conf, config, right_above=0.6)
-    page = write_report(store, tmp_path).read_text()
+    page = write_report(store, RunFolder(tmp_path)).read_text()
     assert (tmp_path / "calibration.png").stat().st_size > 1000
     assert "<h2>Routing calibration</h2>" in page and "calibration.png" in page
     audits = sum(c >= 0.8 and audited(i, 0.3) for i, c in conf.items())

@@ -43,3 +43,14 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     with np.load(path) as saved:
         return {name: saved[name] for name in saved.files}
+
+
+def cached_array(path: str | Path, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """The array saved at `path` (its one member, whatever its name), or compute() saved there first."""
+    path = Path(path)
+    if path.is_file():
+        (saved,) = load_arrays(path).values()
+        return saved
+    value = compute()
+    save_arrays(path, array=value)
+    return value

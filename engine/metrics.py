@@ -1,0 +1,42 @@
+"""What a finished round records in metrics.jsonl: the evaluation, who labeled what, how right the
+teacher was where gold is known, what the teacher cost, and seconds per phase."""
+from __future__ import annotations
+
+from typing import Any
+
+from quarry_al.engine.store import Store
+
+
+def share(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timings: dict[str, float]) -> dict[str, Any]:
+    """The round's metrics from the store (so a resumed run records exactly what an uninterrupted one would)."""
+    counts = store.label_counts()
+    labels = store.current_labels()
+    calls = store.teacher_calls()
+    gold = {row.item_id: row.gold for row in labels}
+    gold.update({r.item_id: r.gold for r in store.reviews()})
+    judged = [c for c in calls if c.label is not None and gold.get(c.item_id) is not None]
+    teacher_labels = [r for r in labels if r.source == "teacher" and r.gold is not None]
+    with_gold = [r for r in labels if r.gold is not None]
+    return {
+        "round": round_,
+        "labeled_total": sum(counts.values()),
+        "labeled_by_seed": counts["seed"],
+        "labeled_by_teacher": counts["teacher"],
+        "labeled_by_human": counts["human"],
+        "pending_review": store.pending_count(),
+        "teacher_calls": len(calls),
+        "teacher_failed": sum(1 for c in store.latest_teacher_calls().values() if c.error is not None),
+        "teacher_accuracy_vs_gold": share(sum(c.label == gold[c.item_id] for c in judged), len(judged)),
+        "accepted_accuracy_vs_gold": share(sum(r.label == r.gold for r in teacher_labels), len(teacher_labels)),
+        "dataset_accuracy_vs_gold": share(sum(r.label == r.gold for r in with_gold), len(with_gold)),
+        "human_share": share(counts["human"], counts["human"] + counts["teacher"]),
+        **{f"teacher_{key}": value for key, value in store.teacher_usage().items() if key not in ("calls", "failed")},
+        **{f"round_teacher_{key}": value for key, value in store.teacher_usage(round_).items()},
+        "eval_accuracy": evaluation["accuracy"],
+        "eval_macro_f1": evaluation["macro_f1"],
+        **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},
+    }

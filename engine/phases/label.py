@@ -1,0 +1,81 @@
+"""Label: the teacher answers every selected item (failed calls are asked again), then routing
+accepts what it may and queues the rest for people; calls are committed one by one as they
+arrive, the routing outcome and the phase change together."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from quarry_al.engine.examples import with_examples
+from quarry_al.engine.phases.context import RunContext
+from quarry_al.engine.routing import Router, StudentPrediction
+from quarry_al.engine.store import SelectionRow
+from quarry_al.engine.teacher import TeacherItem, TeacherResult
+from quarry_al.engine.teacher.base import TRANSIENT_ERRORS
+from quarry_al.engine.threshold import routing_for_round
+
+
+def label_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:
+    """Ask the teacher about every selected item without a usable recorded answer, then route all of them."""
+    started = time.perf_counter()
+    ask_teacher(ctx, round_)
+    timings["labeling_s"] = timings.get("labeling_s", 0.0) + time.perf_counter() - started
+    route(ctx, round_, timings)
+
+
+def ask_teacher(ctx: RunContext, round_: int) -> None:
+    """Items without a call, or whose latest call failed in transport (on resume too), are asked; those
+    failing again get `teacher.failed_passes` more passes, then go to a human like any failure."""
+    store = ctx.store
+    selection = store.selection(round_)
+    for attempt in range(1 + ctx.config.teacher.failed_passes):
+        done = store.latest_teacher_calls(round_)
+        todo = [row for row in selection if row.item_id not in done or done[row.item_id].error in TRANSIENT_ERRORS]
+        if not todo:
+            return
+        if attempt:
+            ctx.log(f"round {round_}: asking the teacher again about {len(todo)} items whose calls failed")
+        teacher = ctx.models.get_teacher()
+
+        def record(position: int, result: TeacherResult) -> None:
+            store.record_teacher_call(todo[position].item_id, round_, teacher.model_id, result)
+
+        teacher.label(teacher_items(ctx, round_, todo), on_result=record)
+
+
+def teacher_items(ctx: RunContext, round_: int, rows: list[SelectionRow]) -> list[TeacherItem]:
+    """The round's items for the teacher, with few-shot examples when the config asks for them."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return ctx.models.trained_student(round_).score(texts, progress=False).embeddings
+
+    items = [TeacherItem(row.item_id, row.text) for row in rows]
+    return with_examples(ctx.config.teacher.few_shot, items, ctx.store.current_labels(), ctx.labels,
+                         ctx.folder.load_pool_embeddings(round_), ctx.pool_texts, embed if round_ > 0 else None)
+
+
+def route(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:
+    """Accept or queue every item of the round by its latest call; committed with the phase change."""
+    store = ctx.store
+    done = store.latest_teacher_calls(round_)
+    routing = routing_for_round(store, ctx.config.routing, round_)
+    if routing.calibration is not None:
+        blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
+        threshold = routing.config.confidence_threshold
+        chosen = f"{threshold:.3f}" if threshold <= 1 else "none (no threshold meets the target: all to review)"
+        ctx.log(f"round {round_}: calibrated threshold {chosen} from {routing.calibration.reviewed} reviewed items{blind}")
+    router = Router(routing.config)
+    accepted, to_review = [], []
+    for row in store.selection(round_):
+        result = done[row.item_id].result
+        student = None if row.student_label is None else StudentPrediction(row.student_label, row.student_confidence)
+        decision = router.route(result, student, row.item_id)
+        if decision.route == "accept":
+            accepted.append((row.item_id, result.label, result.confidence, decision.reason))
+        else:
+            to_review.append({"item_id": row.item_id, "reason": decision.reason, "teacher_label": result.label,
+                              "teacher_confidence": result.confidence, "teacher_raw": result.raw,
+                              "student_label": row.student_label, "student_confidence": row.student_confidence})
+    store.commit_routing(round_, accepted, to_review, timings)
+    ctx.log(f"round {round_}: teacher accepted {len(accepted)}, sent {len(to_review)} to review")

@@ -1,0 +1,47 @@
+"""Select: the round's strategy picks the items to label, and the choice is committed with what the
+student predicted for each (routing compares the teacher against it)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from quarry_al.engine.phases.context import RunContext
+from quarry_al.engine.phases.scoring import decided_label_indices, pool_scores
+from quarry_al.engine.stopping import remaining_budget
+from quarry_al.strategies import SelectionState, make_strategy
+
+
+def select_round(ctx: RunContext, round_: int) -> str | None:
+    """Choose and commit round `round_`'s items; returns a stop reason when there is nothing left to ask."""
+    config, store = ctx.config, ctx.store
+    k = config.loop.initial_labels if round_ == 0 else config.loop.batch_size
+    budget_left = remaining_budget(config.loop, store.items_requested())
+    if budget_left is not None:
+        k = min(k, budget_left)
+    requested = store.requested_ids()
+    labeled = np.array([item_id in requested for item_id in ctx.pool_ids], dtype=bool)
+    if round_ > 0 and (k <= 0 or labeled.all()):
+        return "pool exhausted" if labeled.all() else "label budget spent"
+    name, params = ((config.strategy.cold_start, config.strategy.cold_start_params) if round_ == 0
+                    else (config.strategy.name, config.strategy.params))
+    strategy = make_strategy(name, params)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    scores = pool_scores(ctx, round_, strategy)
+    timings["scoring_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    state = SelectionState(labeled=labeled, round=round_, history=tuple(store.history()),
+                           labels=decided_label_indices(ctx),
+                           previous_probs=ctx.folder.load_probs(round_ - 1) if round_ >= 2 else None)
+    chosen = strategy.select(scores, state, k, np.random.default_rng([config.loop.seed, round_]))
+    utility = strategy.utility(scores, state) if hasattr(strategy, "utility") else None
+    timings["selecting_s"] = time.perf_counter() - started
+    predicted = scores.probs.argmax(axis=1)
+    selected = [(ctx.pool_ids[i],
+                 None if utility is None else float(utility[i]),
+                 None if round_ == 0 else ctx.labels[predicted[i]],
+                 None if round_ == 0 else float(scores.probs[i, predicted[i]])) for i in chosen]
+    store.create_round(round_, name, selected, timings)
+    ctx.log(f"round {round_}: selected {len(selected)} items by {name}")
+    return None

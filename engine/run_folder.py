@@ -1,0 +1,111 @@
+"""The run folder: every file a run keeps beside its database, and the one way each is written.
+
+    quarry.db                 the store (engine/store): the run's state; everything else derives from it
+    adapters/round-NNN/       the student trained in round NNN
+    scores/round-NNN.npz      the pool scores round NNN selected from (probs, embeddings[, mc_probs])
+    stop_set/round-NNN.npy    round NNN's predictions on the stop set (for the next round's kappa)
+    embeddings/SOURCE-KEY.npz frozen-model pool embeddings, keyed by model and settings
+    metrics.jsonl             one line per finished round, rewritten from the store
+    report.html, *.png        `quarry report`
+
+Every write is atomic (engine/core/files.py): a kill leaves the old file or the new one, never half.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from quarry_al.engine.core.errors import QuarryError
+from quarry_al.engine.core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
+from quarry_al.strategies.base import Scores
+
+
+class RunFolderError(QuarryError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    def create(self) -> "RunFolder":
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{self.root}: the run folder is a file; give --run-dir a folder")
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def database(self) -> Path:
+        return self.root / "quarry.db"
+
+    # --- the student of each round ------------------------------------------------------
+    def adapter(self, round_: int) -> Path:
+        return self.root / "adapters" / f"round-{round_:03d}"
+
+    def save_adapter(self, round_: int, save: Callable[[Path], None]) -> Path:
+        """`save(folder)` writes the model (save_pretrained); the folder replaces the round's old one whole."""
+        return atomic_write(self.adapter(round_), save)
+
+    # --- pool scores a selection was made from ------------------------------------------
+    def scores_path(self, round_: int) -> Path:
+        return self.root / "scores" / f"round-{round_:03d}.npz"
+
+    def save_scores(self, round_: int, scores: Scores) -> None:
+        arrays = {"probs": scores.probs, "embeddings": scores.embeddings}
+        if scores.mc_probs is not None:
+            arrays["mc_probs"] = scores.mc_probs
+        save_arrays(self.scores_path(round_), **arrays)
+
+    def load_scores(self, round_: int, mc_passes: int = 0) -> Scores | None:
+        """The round's saved scores; None when missing or lacking the `mc_passes` MC-dropout passes asked for."""
+        path = self.scores_path(round_)
+        if not path.is_file():
+            return None
+        saved = load_arrays(path)
+        mc = saved.get("mc_probs")
+        if mc_passes and (mc is None or len(mc) != mc_passes):
+            return None
+        return Scores(probs=saved["probs"], embeddings=saved["embeddings"], mc_probs=mc if mc_passes else None)
+
+    def load_probs(self, round_: int) -> np.ndarray | None:
+        path = self.scores_path(round_)
+        return load_arrays(path)["probs"] if round_ >= 0 and path.is_file() else None
+
+    def load_pool_embeddings(self, round_: int) -> np.ndarray | None:
+        path = self.scores_path(round_)
+        return load_arrays(path)["embeddings"] if path.is_file() else None
+
+    # --- stop set -------------------------------------------------------------------------
+    def stop_set_path(self, round_: int) -> Path:
+        return self.root / "stop_set" / f"round-{round_:03d}.npy"
+
+    def save_stop_set(self, round_: int, predictions: np.ndarray) -> None:
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as handle:
+                np.save(handle, predictions)
+        atomic_write(self.stop_set_path(round_), write)
+
+    def load_stop_set(self, round_: int) -> np.ndarray | None:
+        path = self.stop_set_path(round_)
+        return np.load(path) if round_ >= 0 and path.is_file() else None
+
+    # --- frozen-model embeddings ----------------------------------------------------------
+    def embeddings(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The array cached as embeddings/NAME.npz, or compute() cached there first."""
+        return cached_array(self.root / "embeddings" / f"{name}.npz", compute)
+
+    # --- metrics and report ---------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    def write_metrics(self, history: Sequence[dict[str, Any]]) -> None:
+        """metrics.jsonl derives from the store and is rewritten whole."""
+        write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in history))
+
+    def report_file(self, name: str) -> Path:
+        return self.root / name

@@ -132,7 +132,7 @@ class LoraStudent:
 
     def __init__(self, pool: list[str], evaluation: list[str], label_names: list[str], seed: int):
         from quarry_al.engine.config import StudentConfig
-        from quarry_al.engine.student import Student
+        from quarry_al.engine.students import Student
 
         self.pool, self.evaluation, self.names, self.seed = pool, evaluation, label_names, seed
         self.student = Student(StudentConfig(seed=seed), label_names)

@@ -21,7 +21,7 @@ from quarry_al.engine.data import DataError
 from quarry_al.engine.embeddings import pool_embeddings
 from quarry_al.engine.loop import run_job
 from quarry_al.engine.run_folder import RunFolder
-from quarry_al.engine.student import Student
+from quarry_al.engine.students import Student
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"

@@ -9,7 +9,7 @@ from quarry_al.engine.config import JobConfig
 from quarry_al.engine.data import Record
 from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
-from quarry_al.engine.student import Student
+from quarry_al.engine.students import Student
 from quarry_al.engine.teacher import Teacher, build_teacher
 
 Log = Callable[[str], None]

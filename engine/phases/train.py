@@ -7,7 +7,7 @@ import time
 from quarry_al.engine.core.stats import classification_metrics
 from quarry_al.engine.metrics import round_metrics
 from quarry_al.engine.phases.context import RunContext
-from quarry_al.engine.student import Student
+from quarry_al.engine.students import Student
 from quarry_al.engine.stopping import stop_set_indices, stop_set_metrics
 from quarry_al.engine.threshold import routing_metrics
 

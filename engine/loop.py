@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from quarry_al.engine.config import ConfigError, JobConfig, check_strategies
+from quarry_al.engine.config import ConfigError, JobConfig, check_strategies, models_to_load
+from quarry_al.engine.core.models import check_model
 from quarry_al.engine.data import JobData, load_job_data
 from quarry_al.engine.phases import Log, RunContext, label_round, review_round, select_round, train_round
 from quarry_al.engine.run_folder import RunFolder
@@ -31,7 +32,9 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
-    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config))
+    for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
+    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")

@@ -56,11 +56,16 @@ def calibrate(items: list[ReviewedItem], config: RoutingConfig) -> Calibration |
 
 
 def routing_for_round(store: Store, config: RoutingConfig, round_: int) -> RoundRouting:
-    """The round's routing from every review decided so far, recorded in the store before it is used."""
+    """The round's routing from every review decided so far, recorded in the store before it is used.
+
+    With a target precision nothing is accepted until reviewed items show a threshold that meets it:
+    `confidence_threshold` is a promise only the reviews can make, so it is not used in the meantime.
+    """
     calibration = calibrate(reviewed_items(store, config), config)
-    if calibration is not None:
-        update = {"confidence_threshold": calibration.threshold}
-        if calibration.threshold == NOTHING_ACCEPTED:  # student agreement must not let labels in either
+    if config.target_precision is not None:
+        threshold = NOTHING_ACCEPTED if calibration is None else calibration.threshold
+        update = {"confidence_threshold": threshold}
+        if threshold == NOTHING_ACCEPTED:  # student agreement must not let labels in either
             update["agreement_threshold"] = NOTHING_ACCEPTED
         config = config.model_copy(update=update)
     store.set_meta(_key(round_), json.dumps(config.model_dump(mode="json")))

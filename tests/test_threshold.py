@@ -56,7 +56,7 @@ def test_fixed_threshold_until_enough_reviews_then_adapts(tmp_path):
     config = RoutingConfig(confidence_threshold=0.95, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
     ids = list(conf)
     thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.6) for r in range(5)]
-    assert thresholds[0] == 0.95  # nothing reviewed yet
+    assert thresholds[0] == NOTHING_ACCEPTED  # nothing reviewed yet: nothing accepted
     # The teacher is always right at >= 0.6: the threshold falls to near 0.6 (a little below, as far as
     # the few wrong labels it then lets in keep the bound at the target) and stays there.
     assert all(0.55 <= t <= 0.7 for t in thresholds[2:]), thresholds
@@ -70,11 +70,13 @@ def test_threshold_rises_when_audits_find_confident_mistakes(tmp_path):
     store, conf = make_store(tmp_path, 400, seed=1)
     config = RoutingConfig(confidence_threshold=0.6, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
     ids = list(conf)
-    # Right between 0.5 and 0.8, wrong above: only audits of accepted labels can show it.
-    thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.5, wrong_above=0.8)
-                  for r in range(4)]
-    assert thresholds[0] == 0.6
-    assert thresholds[-1] == NOTHING_ACCEPTED  # no threshold keeps the confident mistakes out
+    # Right at >= 0.5 while everything is reviewed; then the teacher drifts: wrong at >= 0.8 too, where
+    # labels are accepted by then, so only audits of accepted labels can show it.
+    thresholds = [route_round(store, r, ids[r * 50:(r + 1) * 50], conf, config, right_above=0.5,
+                              wrong_above=2.0 if r == 0 else 0.8) for r in range(8)]
+    assert thresholds[0] == NOTHING_ACCEPTED
+    assert thresholds[1] <= 0.6  # round 0 showed a sure teacher
+    assert thresholds[-1] == NOTHING_ACCEPTED  # the audits found the confident mistakes; no threshold keeps them out
     # With `sufficient` agreement, a student that agrees must not let labels in past the calibration either.
     lenient = config.model_copy(update={"student_agreement": "sufficient", "agreement_threshold": 0.3})
     routing = routing_for_round(store, lenient, 4)

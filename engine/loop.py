@@ -83,8 +83,7 @@ def drive(ctx: RunContext) -> str:
             if reason is not None:
                 store.set_stop_reason(reason)
                 ctx.folder.write_metrics(store.history())
-                ctx.log(f"stopped: {reason}")
-                return reason
+                return reason  # the caller says it (`quarry run` with the run's summary and next steps)
             current = store.open_round()
             assert current is not None
         round_, timings = current.round, dict(current.timings)

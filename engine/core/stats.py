@@ -70,15 +70,22 @@ def fleiss_kappa(ratings: Sequence[Sequence[str]]) -> float | None:
     return (p_bar - p_e) / (1.0 - p_e)
 
 
-def wilson_lower(successes: float, n: float, z: float = 1.645) -> float:
-    """Lower end of the Wilson score interval of a proportion (successes and n may be fractional)."""
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion (successes and n may be fractional); (0, 1) when n is 0.
+    z = 1.96: a two-sided 95% interval; each end alone is a one-sided 97.5% bound."""
     if n <= 0:
-        return 0.0
+        return 0.0, 1.0
     p = successes / n
     z2 = z * z
     centre = p + z2 / (2 * n)
     margin = z * math.sqrt(max(p * (1 - p) / n + z2 / (4 * n * n), 0.0))
-    return max(0.0, (centre - margin) / (1 + z2 / n))
+    return max(0.0, (centre - margin) / (1 + z2 / n)), min(1.0, (centre + margin) / (1 + z2 / n))
+
+
+def wilson_lower(successes: float, n: float, z: float = 1.645) -> float:
+    """Lower end of the Wilson score interval of a proportion (successes and n may be fractional);
+    z = 1.645: a one-sided 95% lower bound."""
+    return wilson_interval(successes, n, z)[0] if n > 0 else 0.0
 
 
 def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:

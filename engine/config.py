@@ -394,7 +394,8 @@ def _format_error(source: str, error: ValidationError, overridden: dict[str, str
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
-        set_pair = next((pair for dotted, pair in (overridden or {}).items() if key.startswith(dotted)), None)
+        set_pair = next((pair for dotted, pair in (overridden or {}).items()
+                         if key == dotted or key.startswith(dotted + ".")), None)
         if set_pair is not None and isinstance(err.get("input"), (dict, list)):
             shape = "mapping" if isinstance(err["input"], dict) else "list"
             message += f" (--set {set_pair!r} reads as a YAML {shape})"

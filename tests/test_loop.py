@@ -74,7 +74,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_the_end_of_a_run_says_where_it_is_and_what_next(uninterrupted):
     out = OUTPUT["stdout"]
     assert (out + OUTPUT["stderr"]).count("max rounds reached") == 1
-    assert out.startswith(f"stopped: max rounds reached\nrun folder: {uninterrupted}\n")
+    assert out.startswith(f"stopped: max rounds reached (2)\nrun folder: {uninterrupted}\n")
     assert "(simulated from gold: review.mode simulate)" in out and "exported labels vs gold: " in out
     for command in (f"quarry status {uninterrupted}", f"quarry export {uninterrupted} --format chat",
                     f"quarry report {uninterrupted}"):

@@ -56,6 +56,7 @@ def test_a_fixed_threshold_without_audits_is_reported_as_unmeasured(tmp_path):
            "pending reviews 0" in text
     assert ("routing now: accepts teacher labels at confidence >= 0.500; their precision is unmeasured: no person has "
             "checked a label this rule accepts (set routing.audit_rate, or routing.target_precision)") in text
+    assert "reviewed teacher labels: people kept 6 of 6 (1.000)" in text
     assert "accepted teacher labels vs gold: 1 of 4 right (0.250)" in text
     assert "exported labels vs gold: 7 of 10 right (0.700)" in text
 

@@ -9,13 +9,14 @@ import sqlite3
 
 import pytest
 
-from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, SplitConfig, TaskConfig
 from quarry_al.engine.loop import _label, _Run, round_metrics
 from quarry_al.engine.report import status_text
 from quarry_al.engine.store import Store
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_teacher
 from quarry_al.engine.teacher.base import Usage, call_cost
 from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache, default_cache_path, fallback_key
+from quarry_al.engine.teacher.options import LocalTeacherConfig, OpenAITeacherConfig
 from fault_proxy import status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"

@@ -221,3 +221,15 @@ def test_template_source_is_what_load_template_renders(tmp_path):
     assert template_source(str(tmp_path / "missing.j2")) is None
     with pytest.raises(ConfigError, match="teacher.prompt: template not found"):
         load_template(str(tmp_path / "missing.j2"))
+
+
+def test_entries_from_before_the_confidence_note_still_load(tmp_path):
+    cache = TeacherCache(tmp_path / "cache.db")
+    noted = TeacherResult(label="positive", confidence=None, raw='{"label": "positive"}', usage=Usage(10, 3),
+                          confidence_method="logprobs", confidence_note="the response has no token logprobs")
+    assert cache.put("new", "m", noted) and cache.get("new") == noted
+    old = {k: v for k, v in json.loads(cache._conn.execute("SELECT result FROM calls").fetchone()[0]).items()
+           if k != "confidence_note"}
+    cache._conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", ("old", "m", json.dumps(old), 0.0))
+    assert cache.get("old") == dataclasses.replace(noted, confidence_note="")
+    cache.close()

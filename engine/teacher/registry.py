@@ -36,6 +36,8 @@ ENTRY_POINT_GROUP = "quarry_al.teachers"
 
 @dataclass(frozen=True)
 class TeacherSpec:
+    """One kind of teacher; checked when made, so a plugin's mistake shows where it is installed, not mid-run."""
+
     kind: str
     options: type[TeacherOptions]
     backend: str  # "module:attribute" of the backend class or factory
@@ -97,9 +99,9 @@ def discover() -> dict[str, TeacherSpec]:
     return specs
 
 
-def spec_for(kind: str, specs: dict[str, TeacherSpec] | None = None) -> TeacherSpec:
-    """The spec of `kind` (among `specs`, else every installed kind), or a one-line ConfigError."""
-    specs = discover() if specs is None else specs
+def spec_for(kind: str) -> TeacherSpec:
+    """The spec of `kind`, built-in or a plugin's, or a one-line ConfigError."""
+    specs = discover()
     if kind not in specs:
         raise ConfigError(f"teacher.kind: unknown teacher kind {kind!r} (expected one of: {', '.join(specs)})")
     return specs[kind]

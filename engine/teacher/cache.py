@@ -74,6 +74,7 @@ def _to_json(result: TeacherResult) -> str:
 
 
 def _from_json(text: str) -> TeacherResult:
+    """A stored result; entries written before a field existed take its default (e.g. confidence_note)."""
     fields: dict[str, Any] = json.loads(text)
     fields["usage"] = Usage(**fields["usage"])
     return TeacherResult(**fields)
@@ -81,13 +82,12 @@ def _from_json(text: str) -> TeacherResult:
 
 def fallback_key(teacher: Any, item: TeacherItem) -> str:
     """Key for a teacher without `cache_key`: everything that shapes its prompt and answer, that is
-    its config (less the keys that only say how to pay and wait), its task, its template's text,
-    the item's few-shot examples and its text."""
+    its config (less the keys its options model lists in `not_in_cache_key`: how to pay, wait or run),
+    its task, its template's text, the item's few-shot examples and its text."""
     config = getattr(teacher, "config", None)
     task = getattr(teacher, "task", None)
-    settings = config.model_dump(mode="json", exclude={"cache", "cache_path", "price_input_per_mtok",
-                                                        "price_output_per_mtok", "failed_passes", "device",
-                                                        "cache_dir", "concurrency"}) if config is not None else {}
+    neutral = set(getattr(config, "not_in_cache_key", ()))
+    settings = config.model_dump(mode="json", exclude=neutral) if config is not None else {}
     parts = [str(CACHE_VERSION), teacher.model_id, json.dumps(settings, sort_keys=True),
              json.dumps(task.model_dump(mode="json") if task is not None else None, sort_keys=True),
              template_source(settings.get("prompt", "")) or "",

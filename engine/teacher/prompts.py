@@ -13,12 +13,15 @@ from __future__ import annotations
 import importlib.resources
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jinja2
 
-from quarry_al.engine.config import ConfigError, TaskConfig
+from quarry_al.engine.core.errors import ConfigError
 from quarry_al.engine.teacher.base import Example
+
+if TYPE_CHECKING:  # engine/config.py builds on the teacher package (its options): a type, never a runtime import
+    from quarry_al.engine.config import TaskConfig
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 

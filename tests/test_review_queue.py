@@ -79,8 +79,8 @@ def test_decision_is_an_audit_record_and_a_correction_appends(store):
     fixed = queue.correct("ana", item.item_id, other, via="web")
     assert fixed.record.kind == "relabel" and fixed.record.supersedes == first.record.id
     assert [r.label for r in queue.log()] == [item.teacher_label, other]  # nothing overwritten
-    history = [r for r in store.iter_rows("SELECT label, source FROM labels WHERE item_id = ? ORDER BY id", (item.item_id,))]
-    assert [(r["label"], r["source"]) for r in history][-2:] == [(item.teacher_label, "human"), (other, "human")]
+    history = store.label_history(item.item_id)
+    assert [(r.label, r.source) for r in history][-2:] == [(item.teacher_label, "human"), (other, "human")]
     assert queue.previous_decision("ana").id == fixed.record.id
     with pytest.raises(Conflict, match="choose a label, not a skip"):
         queue.correct("ana", item.item_id, None, via="web")
@@ -113,7 +113,7 @@ def test_overlap_needs_distinct_reviewers_then_takes_the_majority(tmp_path):
         label = [r for r in store.current_labels() if r.item_id == item][0]
         assert (label.label, label.reviewer, label.reason) == ("shipping", "bo+cy", "2 of 3 reviewers chose it")
         assert queue.correct("ana", item, "shipping", via="t").final_label == "shipping"
-        assert len([r for r in store.iter_rows("SELECT 1 FROM labels WHERE item_id = ? AND source = 'human'", (item,))]) == 1
+        assert len([r for r in store.label_history(item) if r.source == "human"]) == 1
 
 
 def test_final_label_majority_skips_abstain_ties_go_first():
@@ -149,7 +149,7 @@ def test_concurrent_queues_on_one_file_decide_each_item_exactly_once(tmp_path):
     assert conflicts == [] and len(decided) == 60 == len(set(decided))
     with Store(path) as store:
         assert store.pending_count() == 0
-        assert int(next(store.iter_rows("SELECT COUNT(*) FROM review_log"))[0]) == 60
+        assert len(store.review_log()) == 60
 
 
 def test_kappas_match_references():

@@ -152,6 +152,44 @@ def test_concurrent_queues_on_one_file_decide_each_item_exactly_once(tmp_path):
         assert len(store.review_log()) == 60
 
 
+def test_two_reviewers_racing_for_one_item_exactly_one_wins(tmp_path):
+    path = make_review_db(tmp_path / "q.db", pending=10)
+    items = [f"i{n:04d}" for n in range(6, 16)]
+    barrier = threading.Barrier(2, timeout=30)
+    results: dict[str, list[str]] = {"ana": [], "bo": []}
+    errors: list[BaseException] = []
+
+    def reviewer(name: str, label: str) -> None:
+        try:
+            with Store(path) as store:  # each its own connection, as two servers would have
+                queue = ReviewQueue(store)
+                for item in items:
+                    barrier.wait()  # both decide the same item at the same moment
+                    try:
+                        queue.decide(name, item, label, via="race", require_lease=False)
+                        results[name].append(item)
+                    except Conflict:
+                        pass
+        except BaseException as exc:  # e.g. "database is locked": reported below, and the other stops waiting
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=reviewer, args=args) for args in (("ana", "billing"), ("bo", "shipping"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e for e in errors if not isinstance(e, threading.BrokenBarrierError)] == []
+    assert sorted(results["ana"] + results["bo"]) == items  # every item won exactly once
+    with Store(path) as store:
+        log = store.review_log()
+        assert sorted(r.item_id for r in log) == items
+        winners = {r.item_id: r.reviewer for r in log}
+        human = {r.item_id: r for r in store.current_labels() if r.source == "human"}
+        assert all(human[i].reviewer == winners[i] for i in items)
+        assert store.pending_count() == 0
+
+
 def test_kappas_match_references():
     a = ["x", "x", "y", "y", "z", "x", "y", "z"]
     b = ["x", "y", "y", "y", "z", "x", "x", "z"]

@@ -6,26 +6,13 @@ from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
 from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.store.schema import connect
-
+from quarry_al.engine.store.schema import Transaction, connect
 
 _S = TypeVar("_S", bound="StoreBase")
 
 
 class StoreError(QuarryError, RuntimeError):
     pass
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 class StoreBase:
@@ -45,10 +32,9 @@ class StoreBase:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _transaction(self) -> _Transaction:
-        """BEGIN IMMEDIATE: take the write lock up front, so a reviewer and the loop never interleave a write,
-        and a read-then-write (a lease, a decision) sees no other writer between its read and its write."""
-        return _Transaction(self._conn)
+    def _transaction(self) -> Transaction:
+        """Every write of the store runs in one of these (see schema.Transaction)."""
+        return Transaction(self._conn)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return self._conn.execute(sql, params).fetchall()

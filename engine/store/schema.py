@@ -136,6 +136,21 @@ _ADDED_CALL_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT
                        "confidence_method": "TEXT"}
 
 
+class Transaction:
+    """BEGIN IMMEDIATE: take the write lock up front, so a reviewer and the loop never interleave a write,
+    and a read-then-write (a lease, a decision, a migration) sees no other writer between the two."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) a run database in autocommit mode, with its tables up to date.
 
@@ -174,12 +189,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     version = _version(conn)
     if version is None or version >= SCHEMA_VERSION:
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if (_version(conn) or SCHEMA_VERSION) < 2:
+    with Transaction(conn):
+        version = _version(conn)
+        if version is not None and version < 2:
             conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

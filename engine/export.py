@@ -19,7 +19,7 @@ def provenance(row: LabelRow, teacher_model: str | None) -> dict[str, Any]:
 
 
 def records(store: Store, task: TaskConfig, fmt: Format) -> Iterator[dict[str, Any]]:
-    models = {r["item_id"]: r["model"] for r in store.iter_rows("SELECT item_id, model FROM teacher_calls")}
+    models = store.teacher_models()
     for row in store.current_labels():
         origin = provenance(row, models.get(row.item_id))
         if fmt == "chat":

@@ -12,12 +12,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from quarry_al.engine.store.call_cache import CallCacheFile
 from quarry_al.engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
 from quarry_al.engine.teacher.prompts import template_source
 
@@ -38,32 +38,28 @@ class TeacherCache:
         self.path = Path(path).expanduser() if path else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
-                           "result TEXT NOT NULL, created_at REAL NOT NULL)")
+        self._file = CallCacheFile(self.path)
 
     def get(self, key: str) -> TeacherResult | None:
         with self._lock:
-            row = self._conn.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _from_json(row[0])
+            text = self._file.get(key)
+        return None if text is None else _from_json(text)
 
     def put(self, key: str, model: str, result: TeacherResult) -> bool:
         """Store a labeled result; an error or a missing label is never stored (False)."""
         if result.error is not None or result.label is None:
             return False
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)",
-                               (key, model, _to_json(result), time.time()))
+            self._file.put(key, model, _to_json(result), time.time())
         return True
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+            return self._file.count()
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._file.close()
 
 
 def _to_json(result: TeacherResult) -> str:

@@ -76,7 +76,7 @@ class _Context:
         """Rebuilt when labels were added, at most every SIMILAR_REFRESH_S: each decision adds one, and a
         refit per item would cost more than a slightly stale list of neighbours is worth."""
         store = self.store()
-        latest = next(store.iter_rows("SELECT MAX(id) FROM labels"))[0]
+        latest = store.latest_label_id()
         now = time.monotonic()
         with self._similar_lock:
             if self._similar is None or (self._similar[0] != latest and now - self._similar_at >= SIMILAR_REFRESH_S):

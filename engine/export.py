@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.task import TaskConfig
 from quarry_al.engine.store import LabelRow, Store
 
 Format = Literal["chat", "alpaca", "jsonl"]

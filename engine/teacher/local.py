@@ -19,7 +19,8 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from quarry_al.engine.config import ConfigError, TaskConfig
+from quarry_al.engine.core.errors import ConfigError
+from quarry_al.engine.task import TaskConfig
 from quarry_al.engine.core.models import load_causal_lm
 from quarry_al.engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from quarry_al.engine.teacher.estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.task import TaskConfig
 from quarry_al.engine.teacher import cache as teacher_cache
 from quarry_al.engine.teacher.base import Example, ErrorKind, OnResult, TeacherItem, TeacherResult, call_cost, prompt_hash
 from quarry_al.engine.teacher.confidence import (LabelConfidence, label_confidence, majority_vote, p_true,

@@ -13,15 +13,13 @@ from __future__ import annotations
 import importlib.resources
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import jinja2
 
 from quarry_al.engine.core.errors import ConfigError
+from quarry_al.engine.task import TaskConfig
 from quarry_al.engine.teacher.base import Example
-
-if TYPE_CHECKING:  # engine/config.py builds on the teacher package (its options): a type, never a runtime import
-    from quarry_al.engine.config import TaskConfig
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.task import TaskConfig
 from quarry_al.engine.core.models import resolve_model_path
 from quarry_al.engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from quarry_al.engine.teacher.confidence import label_distribution

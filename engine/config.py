@@ -11,11 +11,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quarry_al.engine.core.errors import ConfigError
-from quarry_al.engine.task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
-from quarry_al.engine.teacher.options import LocalTeacherConfig
-from quarry_al.engine.teacher.registry import discover, options_union
-from quarry_al.strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
+from .core.errors import ConfigError
+from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
+from .teacher.options import LocalTeacherConfig
+from .teacher.registry import discover, options_union
+from ..strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
 
 class _Strict(BaseModel):

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from quarry_al.engine.task import TaskConfig
-from quarry_al.engine.store import LabelRow, Store
+from .task import TaskConfig
+from .store import LabelRow, Store
 
 Format = Literal["chat", "alpaca", "jsonl"]
 FORMATS: tuple[str, ...] = ("chat", "alpaca", "jsonl")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from quarry_al.engine.config import ConfigError, JobConfig
-from quarry_al.engine.core.models import resolve_model_path
-from quarry_al.engine.data import load_job_data
-from quarry_al.engine.teacher.registry import spec_for
+from .config import ConfigError, JobConfig
+from .core.models import resolve_model_path
+from .data import load_job_data
+from .teacher.registry import spec_for
 
 SAMPLE_SIZE = 200
 

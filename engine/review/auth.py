@@ -12,8 +12,8 @@ import secrets
 import time
 from typing import Mapping
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.store import Session, Store
+from ..core.errors import QuarryError
+from ..store import Session, Store
 
 SESSION_S = 12 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from quarry_al.engine.review.agreement import Agreement, agreement
-from quarry_al.engine.review.queue import ReviewQueue
+from .agreement import Agreement, agreement
+from .queue import ReviewQueue
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 

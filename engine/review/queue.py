@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from quarry_al.engine.store import DecisionRecord, Lease, ReviewRow, ReviewTransaction, Store
+from ..store import DecisionRecord, Lease, ReviewRow, ReviewTransaction, Store
 
 __all__ = ["Conflict", "DecisionRecord", "Lease", "Outcome", "ReviewQueue", "final_label"]
 

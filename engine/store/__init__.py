@@ -14,13 +14,13 @@ serialize on the write lock, and a run killed at any moment resumes from its las
 """
 from __future__ import annotations
 
-from quarry_al.engine.store.base import StoreError
-from quarry_al.engine.store.reviewers import ReviewersMixin
-from quarry_al.engine.store.reviews import ReviewsMixin, ReviewTransaction
-from quarry_al.engine.store.rows import (DecisionRecord, Item, LabelRow, Lease, ReviewRow, Reviewer, RoundRow,
+from .base import StoreError
+from .reviewers import ReviewersMixin
+from .reviews import ReviewsMixin, ReviewTransaction
+from .rows import (DecisionRecord, Item, LabelRow, Lease, ReviewRow, Reviewer, RoundRow,
                                          SelectionRow, Session, SettledReview, TeacherCall)
-from quarry_al.engine.store.runs import RunsMixin
-from quarry_al.engine.store.schema import SCHEMA_VERSION
+from .runs import RunsMixin
+from .schema import SCHEMA_VERSION
 
 __all__ = ["SCHEMA_VERSION", "DecisionRecord", "Item", "LabelRow", "Lease", "ReviewRow", "ReviewTransaction",
            "Reviewer", "RoundRow", "SelectionRow", "Session", "SettledReview", "Store", "StoreError", "TeacherCall"]

@@ -5,8 +5,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.store.schema import Transaction, connect
+from ..core.errors import QuarryError
+from .schema import Transaction, connect
 
 _S = TypeVar("_S", bound="StoreBase")
 

@@ -2,8 +2,8 @@
 makes the tokens and hashes them, so a leaked database logs nobody in."""
 from __future__ import annotations
 
-from quarry_al.engine.store.base import StoreBase
-from quarry_al.engine.store.rows import Reviewer, Session
+from .base import StoreBase
+from .rows import Reviewer, Session
 
 
 class ReviewersMixin(StoreBase):

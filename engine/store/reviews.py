@@ -12,8 +12,8 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from quarry_al.engine.store.base import StoreBase
-from quarry_al.engine.store.rows import DecisionRecord, LabelRow, ReviewRow, SettledReview
+from .base import StoreBase
+from .rows import DecisionRecord, LabelRow, ReviewRow, SettledReview
 
 _REVIEW = "SELECT r.*, i.text, i.gold FROM reviews r JOIN items i USING (item_id)"
 

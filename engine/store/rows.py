@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from quarry_al.engine.teacher.base import TeacherResult, Usage
+from ..teacher.base import TeacherResult, Usage
 
 _T = TypeVar("_T")
 

@@ -11,10 +11,10 @@ import sqlite3
 import time
 from typing import Any, Iterable, Sequence
 
-from quarry_al.engine.store.base import StoreBase, StoreError
-from quarry_al.engine.store.rows import Item, LabelRow, RoundRow, SelectionRow, TeacherCall
-from quarry_al.engine.store.schema import SCHEMA_VERSION
-from quarry_al.engine.teacher.base import TeacherResult
+from .base import StoreBase, StoreError
+from .rows import Item, LabelRow, RoundRow, SelectionRow, TeacherCall
+from .schema import SCHEMA_VERSION
+from ..teacher.base import TeacherResult
 
 # The current label of each item: its latest row in the append-only labels table.
 _CURRENT_LABELS = """

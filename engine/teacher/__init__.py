@@ -2,10 +2,10 @@
 and where each one's options, backend and plan estimate live, is engine/teacher/registry.py's business."""
 from __future__ import annotations
 
-from quarry_al.engine.teacher.base import Teacher, TeacherItem, TeacherResult
-from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache
-from quarry_al.engine.teacher.options import TeacherOptions
-from quarry_al.engine.teacher.registry import spec_for
+from .base import Teacher, TeacherItem, TeacherResult
+from .cache import CachingTeacher, TeacherCache
+from .options import TeacherOptions
+from .registry import spec_for
 
 __all__ = ["Teacher", "TeacherItem", "TeacherResult", "build_backend", "build_teacher"]
 

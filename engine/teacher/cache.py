@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from quarry_al.engine.store.call_cache import CallCacheFile
-from quarry_al.engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
-from quarry_al.engine.teacher.prompts import template_source
+from ..store.call_cache import CallCacheFile
+from .base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
+from .prompts import template_source
 
 # Bump when what a backend answers for the same key changes (a new scoring rule): old entries stop matching.
 CACHE_VERSION = 1

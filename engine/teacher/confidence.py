@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from quarry_al.engine.teacher.parsing import LABEL_VALUE
+from .parsing import LABEL_VALUE
 
 ConfidenceMethod = Literal["logprobs", "self_consistency", "verbalized", "p_true"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from quarry_al.engine.core.errors import ConfigError
+from ..core.errors import ConfigError
 
 Messages = list[dict[str, str]]
 Count = Callable[[Messages], int]

@@ -19,13 +19,13 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from quarry_al.engine.core.errors import ConfigError
-from quarry_al.engine.task import TaskConfig
-from quarry_al.engine.core.models import load_causal_lm
-from quarry_al.engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from quarry_al.engine.teacher.estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter
-from quarry_al.engine.teacher.options import LocalTeacherConfig
-from quarry_al.engine.teacher.prompts import load_template, render_messages
+from ..core.errors import ConfigError
+from ..task import TaskConfig
+from ..core.models import load_causal_lm
+from .base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from .estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter
+from .options import LocalTeacherConfig
+from .prompts import load_template, render_messages
 
 _CONTENT_FREE = ("N/A", "", "[MASK]")
 

@@ -29,16 +29,16 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from quarry_al.engine.task import TaskConfig
-from quarry_al.engine.teacher import cache as teacher_cache
-from quarry_al.engine.teacher.base import Example, ErrorKind, OnResult, TeacherItem, TeacherResult, call_cost, prompt_hash
-from quarry_al.engine.teacher.confidence import (LabelConfidence, label_confidence, majority_vote, p_true,
+from ..task import TaskConfig
+from . import cache as teacher_cache
+from .base import Example, ErrorKind, OnResult, TeacherItem, TeacherResult, call_cost, prompt_hash
+from .confidence import (LabelConfidence, label_confidence, majority_vote, p_true,
                                                  verbalized_confidence, verbalized_schema)
-from quarry_al.engine.teacher.estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
-from quarry_al.engine.teacher.options import OpenAITeacherConfig
-from quarry_al.engine.teacher.parsing import label_schema, parse_answer, parse_label
-from quarry_al.engine.teacher.prompts import load_template, render_messages, template_source
-from quarry_al.engine.teacher.transport import CallFailed, ChatTransport, Session, Spent
+from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
+from .options import OpenAITeacherConfig
+from .parsing import label_schema, parse_answer, parse_label
+from .prompts import load_template, render_messages, template_source
+from .transport import CallFailed, ChatTransport, Session, Spent
 
 
 def label_messages(template: Any, task: TaskConfig, text: str, method: str,

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Sequence
 
-from quarry_al.engine.teacher.base import ErrorKind
+from .base import ErrorKind
 
 # The "label" member of a JSON object and its string value (group 1, still JSON-escaped).
 LABEL_VALUE = re.compile(r'"label"\s*:\s*"((?:[^"\\]|\\.)*)"', re.DOTALL)

@@ -17,9 +17,9 @@ from typing import Sequence
 
 import jinja2
 
-from quarry_al.engine.core.errors import ConfigError
-from quarry_al.engine.task import TaskConfig
-from quarry_al.engine.teacher.base import Example
+from ..core.errors import ConfigError
+from ..task import TaskConfig
+from .base import Example
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 

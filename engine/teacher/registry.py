@@ -28,8 +28,8 @@ from typing import Annotated, Any, Callable, Union
 
 from pydantic import Field
 
-from quarry_al.engine.core.errors import ConfigError
-from quarry_al.engine.teacher.options import LocalTeacherConfig, OpenAITeacherConfig, TeacherOptions, VLLMTeacherConfig
+from ..core.errors import ConfigError
+from .options import LocalTeacherConfig, OpenAITeacherConfig, TeacherOptions, VLLMTeacherConfig
 
 ENTRY_POINT_GROUP = "quarry_al.teachers"
 

@@ -21,10 +21,10 @@ import httpx
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from quarry_al.engine.core.errors import ConfigError
-from quarry_al.engine.teacher.base import TRANSIENT_ERRORS, ErrorKind, Usage
-from quarry_al.engine.teacher.options import OpenAITeacherConfig
-from quarry_al.engine.teacher.ratelimit import RateLimits
+from ..core.errors import ConfigError
+from .base import TRANSIENT_ERRORS, ErrorKind, Usage
+from .options import OpenAITeacherConfig
+from .ratelimit import RateLimits
 
 _RETRY_AFTER_CAP_S = 60.0
 # What a request may fail with that is the server's or the network's doing (a malformed body included).

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from quarry_al.engine.task import TaskConfig
-from quarry_al.engine.core.models import resolve_model_path
-from quarry_al.engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from quarry_al.engine.teacher.confidence import label_distribution
-from quarry_al.engine.teacher.estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
-from quarry_al.engine.teacher.options import VLLMTeacherConfig
-from quarry_al.engine.teacher.parsing import parse_bare
-from quarry_al.engine.teacher.prompts import load_template, render_messages
+from ..task import TaskConfig
+from ..core.models import resolve_model_path
+from .base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from .confidence import label_distribution
+from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
+from .options import VLLMTeacherConfig
+from .parsing import parse_bare
+from .prompts import load_template, render_messages
 
 
 def sampling_kwargs(config: VLLMTeacherConfig) -> dict[str, Any]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from quarry_al.engine.calibration import CurvePoint, ReliabilityBin
-from quarry_al.engine.core.files import atomic_write
+from .calibration import CurvePoint, ReliabilityBin
+from .core.files import atomic_write
 
 SOURCES = (("labeled_by_seed", "seed file", "#9e9e9e"), ("labeled_by_teacher", "teacher (accepted)", "#f28e2b"),
            ("labeled_by_human", "people", "#4e79a7"))

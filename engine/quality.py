@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from quarry_al.engine.calibration import NOTHING_ACCEPTED, CurvePoint, rule_precision
-from quarry_al.engine.config import RoutingConfig
-from quarry_al.engine.store import LabelRow, Store
-from quarry_al.engine.threshold import reviewed_items, round_rule
+from .calibration import NOTHING_ACCEPTED, CurvePoint, rule_precision
+from .config import RoutingConfig
+from .store import LabelRow, Store
+from .threshold import reviewed_items, round_rule
 
 
 @dataclass(frozen=True)

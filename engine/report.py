@@ -7,14 +7,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from quarry_al.engine.calibration import precision_curve, reliability_bins, signal_aurocs
-from quarry_al.engine.charts import calibration_chart, run_chart
-from quarry_al.engine.config import RoutingConfig
-from quarry_al.engine.core.files import write_text
-from quarry_al.engine.quality import DataQuality, Tally, data_quality
-from quarry_al.engine.run_folder import RunFolder
-from quarry_al.engine.store import Store
-from quarry_al.engine.threshold import reviewed_items
+from .calibration import precision_curve, reliability_bins, signal_aurocs
+from .charts import calibration_chart, run_chart
+from .config import RoutingConfig
+from .core.files import write_text
+from .quality import DataQuality, Tally, data_quality
+from .run_folder import RunFolder
+from .store import Store
+from .threshold import reviewed_items
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -9,9 +9,9 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
-from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
-from quarry_al.strategies.registry import register
+from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
+from .uncertainty import BALD, Entropy, LeastConfidence, Margin
+from .registry import register
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
-from quarry_al.strategies.registry import register
+from .base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from .registry import register
 
 
 @register

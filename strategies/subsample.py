@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, StrategyParamError, mc_passes_of, needs_of, require
+from .base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, StrategyParamError, mc_passes_of, needs_of, require
 
 METHODS = ("random", "seals")
 

@@ -19,7 +19,7 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
-from quarry_al.engine.core.errors import QuarryError
+from .errors import QuarryError
 
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "quarry" / "models"
 HUB_CHECK_TIMEOUT_S = 10.0

@@ -25,7 +25,7 @@ BACKENDS = ("numpy", "faiss", "auto")
 AUTO_MIN_ROWS = 50_000  # below this, numpy is as fast and needs nothing more
 EXACT_PAIRS = 2e8  # (pool rows) x (searched rows) above which `auto` searches an IVF index: ~2 s of flat search
 AUTO_NPROBE = 1
-NUMPY_QUERY_ROWS = 4096  # queries per numpy distance matrix (4096 x base rows, float64)
+NUMPY_MATRIX = 2**22  # entries of one numpy distance matrix (queries x base rows, float64: 32 MB)
 POINTS_PER_CENTRE = 256  # k-means trains on this many sampled points per centre (faiss's own default cap)
 
 
@@ -137,8 +137,8 @@ class Index:
         if self.plan.library == "faiss":
             d, i = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
             return d.astype(np.float64), i.astype(np.int64)
-        found = [self._numpy_search(queries[start:start + NUMPY_QUERY_ROWS], k)
-                 for start in range(0, len(queries), NUMPY_QUERY_ROWS)]
+        rows = max(1, NUMPY_MATRIX // max(self.size, 1))
+        found = [self._numpy_search(queries[start:start + rows], k) for start in range(0, len(queries), rows)]
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
     def _numpy_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

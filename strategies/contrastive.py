@@ -63,7 +63,7 @@ class CAL:
             local = np.flatnonzero(~state.labeled[start:start + len(block)])
             if len(local) == 0:
                 continue
-            _, near = index.search(block[local], self.neighbours)
+            near = index.search(block, self.neighbours)[1][local]  # the whole block: no copy of its candidates
             q = np.clip(scores.probs[start + local].astype(np.float64), 1e-12, None)[:, None, :]  # (b, 1, c)
             p = reference[np.maximum(near, 0)]  # (b, K, c); -1 = IVF found fewer than K: not counted
             kl = (p * (np.log(np.clip(p, 1e-12, None)) - np.log(q))).sum(axis=-1)

@@ -34,9 +34,9 @@ def nearest_per_cluster(emb: np.ndarray | Shards, centres: np.ndarray, candidate
         local = np.flatnonzero(candidates[start:start + len(block)])
         if len(local) == 0:
             continue
-        sq, group = index.search(block[local], 1)
-        group = group[:, 0]
-        value = sq[:, 0] if key is None else key[start + local]
+        sq, group = index.search(block, 1)  # the whole block: cheaper than copying out its candidates
+        sq, group = sq[local, 0], group[local, 0]
+        value = sq if key is None else key[start + local]
         sizes += np.bincount(group, minlength=k)
         firsts = first_per_group(group, value)
         g, v = group[firsts], value[firsts]
@@ -95,10 +95,9 @@ def k_center(emb: np.ndarray | Shards, labeled: np.ndarray, candidates: np.ndarr
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _unit(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows scaled to unit length, and the scale factors (1 / norm)."""
-    inverse = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64)), 1e-12)
-    return block * inverse.astype(np.float32)[:, None], inverse
+def _inverse_norms(block: np.ndarray) -> np.ndarray:
+    """1 / |row| (float32 sums: 7 digits are plenty for a scale factor, and twice as fast as float64)."""
+    return 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block).astype(np.float64)), 1e-12)
 
 
 def mean_cosine_density(emb: np.ndarray | Shards) -> np.ndarray:
@@ -106,13 +105,11 @@ def mean_cosine_density(emb: np.ndarray | Shards) -> np.ndarray:
     x/|x| . mean(x/|x|), no n x n matrix."""
     total = np.zeros(emb.shape[1], dtype=np.float64)
     for _, block in blocks(emb):
-        _, inverse = _unit(block)
-        total += block.T @ inverse.astype(np.float32)
+        total += block.T @ _inverse_norms(block).astype(np.float32)
     mean_unit = (total / len(emb)).astype(np.float32)
     out = np.empty(len(emb), dtype=np.float64)
     for start, block in blocks(emb):
-        _, inverse = _unit(block)
-        out[start:start + len(block)] = np.clip((block @ mean_unit) * inverse, 0.0, None)
+        out[start:start + len(block)] = np.clip((block @ mean_unit) * _inverse_norms(block), 0.0, None)
     return out
 
 
@@ -124,7 +121,7 @@ def knn_density(emb: np.ndarray | Shards, neighbours: int, plan: Plan, seed: int
     """
     unit = np.empty(emb.shape, dtype=np.float32)
     for start, block in blocks(emb):
-        unit[start:start + len(block)] = _unit(block)[0]
+        unit[start:start + len(block)] = block * _inverse_norms(block).astype(np.float32)[:, None]
     index = Index(unit, plan, seed, metric="ip")
     out = np.empty(len(emb), dtype=np.float64)
     for start in range(0, len(unit), 65536):

@@ -13,11 +13,14 @@ a search done shard by shard (here, or one shard per worker) finds what one over
 from __future__ import annotations
 
 import mmap
-from typing import Iterator, Sequence
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 BLOCK_ROWS = 65536  # rows per float32 block: 96 MB at d = 384
+SPARSE_GATHER = 64  # a gather of fewer than 1/64 of a file's rows reads row by row; more, the whole file in blocks
 
 
 class Shards:
@@ -50,16 +53,73 @@ class Shards:
         part_of = np.searchsorted(self.offsets, rows, side="right") - 1
         for p in np.unique(part_of):
             at = np.flatnonzero(part_of == p)
-            out[at] = self.parts[p][rows[at] - self.offsets[p]]
+            out[at] = gather_rows(self.parts[p], rows[at] - self.offsets[p])
         return out
 
     def part_blocks(self, part: int, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         """(first pool row, float32 block) over one shard: what a worker holding that shard reads."""
         array, offset = self.parts[part], int(self.offsets[part])
-        for start in range(0, len(array), size):
-            yield offset + start, read_rows(array, start, min(start + size, len(array)))
+        yield from prefetched([(offset + start, _reader(array, start, min(start + size, len(array))))
+                               for start in range(0, len(array), size)])
 
     def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+        for part in range(len(self.parts)):
+            yield from self.part_blocks(part, size)
+
+
+def _reader(array: np.ndarray, start: int, stop: int) -> Callable[[], np.ndarray]:
+    return lambda: read_rows(array, start, stop)
+
+
+def prefetched(reads: list[tuple[int, Callable[[], np.ndarray]]]) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, block) in order, each block read (and converted) in a thread while the one before is used:
+    file reads and numpy casts release the GIL, so reading overlaps the caller's work on two cores."""
+    if not reads:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(reads[0][1])
+        for i, (start, _) in enumerate(reads):
+            block = pending.result()
+            if i + 1 < len(reads):
+                pending = pool.submit(reads[i + 1][1])
+            yield start, block
+
+
+def _file_backed(array: np.ndarray) -> bool:
+    """A memmap made by np.memmap on a file (not a view of one): readable from its file, unmapped."""
+    return isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous
+
+
+def read_rows(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows start:stop as float32. A memmap made by np.memmap (not a view of one) is read from its file."""
+    if _file_backed(array):
+        row_bytes = array.shape[1] * array.dtype.itemsize
+        raw = np.fromfile(array.filename, dtype=array.dtype, count=(stop - start) * array.shape[1],
+                          offset=array.offset + start * row_bytes)
+        return raw.reshape(stop - start, array.shape[1]).astype(np.float32)
+    return np.asarray(array[start:stop], dtype=np.float32)
+
+
+def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows (any order) of one array as float32. From a file-backed memmap they are read, never mapped:
+    touching mapped pages would map their neighbours too and count them all in resident memory."""
+    if not _file_backed(array):
+        return np.asarray(array[rows], dtype=np.float32)
+    out = np.empty((len(rows), array.shape[1]), dtype=np.float32)
+    if len(rows) * SPARSE_GATHER > len(array):
+        for start in range(0, len(array), BLOCK_ROWS):
+            inside = np.flatnonzero((rows >= start) & (rows < start + BLOCK_ROWS))
+            if len(inside):
+                out[inside] = read_rows(array, start, min(start + BLOCK_ROWS, len(array)))[rows[inside] - start]
+        return out
+    row_bytes = array.shape[1] * array.dtype.itemsize
+    with open(array.filename, "rb", buffering=0) as file:
+        raw = b"".join(os.pread(file.fileno(), row_bytes, array.offset + int(r) * row_bytes) for r in rows)
+    out[:] = np.frombuffer(raw, dtype=array.dtype).reshape(len(rows), array.shape[1])
+    return out
+
+
+def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
         for part in range(len(self.parts)):
             yield from self.part_blocks(part, size)
 
@@ -79,8 +139,8 @@ def blocks(emb: np.ndarray | Shards, size: int = BLOCK_ROWS) -> Iterator[tuple[i
     if isinstance(emb, Shards):
         yield from emb.blocks(size)
         return
-    for start in range(0, len(emb), size):
-        yield start, read_rows(emb, start, min(start + size, len(emb)))
+    yield from prefetched([(start, _reader(emb, start, min(start + size, len(emb))))
+                           for start in range(0, len(emb), size)])
 
 
 def row_norms_sq(emb: np.ndarray | Shards) -> np.ndarray:
@@ -112,10 +172,16 @@ def top_k_smallest(d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """
     q, m = d.shape
     k = min(k, m)
-    kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
-    below, equal = d < kth, d == kth
-    take = below | (equal & (np.cumsum(equal, axis=1) <= k - below.sum(axis=1, keepdims=True)))
-    positions = np.nonzero(take)[1].reshape(q, k)
+    positions = np.argpartition(d, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (q, 1))
     values = np.take_along_axis(d, positions, axis=1)
+    kth = values.max(axis=1, keepdims=True)
+    # argpartition keeps an arbitrary few of the values equal to the k-th: redo the rows where it had a choice.
+    ambiguous = np.flatnonzero((d == kth).sum(axis=1) != (values == kth).sum(axis=1))
+    if len(ambiguous):
+        rows, kth = d[ambiguous], kth[ambiguous]
+        below, equal = rows < kth, rows == kth
+        take = below | (equal & (np.cumsum(equal, axis=1) <= k - below.sum(axis=1, keepdims=True)))
+        positions[ambiguous] = np.nonzero(take)[1].reshape(len(ambiguous), k)
+        values[ambiguous] = np.take_along_axis(rows, positions[ambiguous], axis=1)
     order = np.lexsort((positions, values), axis=1)
     return np.take_along_axis(values, order, axis=1), np.take_along_axis(positions, order, axis=1)

@@ -33,16 +33,38 @@ def shard_nearest(shard_blocks: Iterator[tuple[int, np.ndarray]], queries: np.nd
                   neighbours: int) -> tuple[np.ndarray, np.ndarray]:
     """(q, neighbours) squared distances (less each query's own norm) and pool rows of the nearest
     rows not `excluded`, over the blocks of one shard; inf and -1 where the shard has too few."""
-    best_d = np.full((len(queries), 0), np.inf)
-    best_r = np.full((len(queries), 0), -1, dtype=np.int64)
+    best_d = np.full((len(queries), neighbours), np.inf)
+    best_r = np.full((len(queries), neighbours), -1, dtype=np.int64)
     for start, block in shard_blocks:
         # |x - q|^2 = |x|^2 - 2 q.x + |q|^2; the last term is the same for every x of a query: left out.
         d = np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * (queries @ block.T)
-        d[:, excluded[start:start + len(block)]] = np.inf
-        found_d, found = top_k_smallest(d, neighbours)
-        best_d, best_r = merge_top_k([best_d, found_d], [best_r, np.where(np.isfinite(found_d), found + start, -1)],
-                                     neighbours)
+        allowed = ~excluded[start:start + len(block)]
+        if np.isinf(best_d[:, -1]).any():  # some query still has free places: take the block's best
+            d[:, ~allowed] = np.inf
+            found_d, found = top_k_smallest(d, neighbours)
+            best_d, best_r = merge_top_k([best_d, found_d], [best_r, np.where(np.isfinite(found_d), found + start, -1)],
+                                         neighbours)
+            continue
+        # Only what beats a query's k-th distance so far can enter; a tie loses to the earlier, lower row.
+        query, column = np.nonzero((d < best_d[:, -1:].astype(np.float32)) & allowed)
+        best_d, best_r = merge_ragged(best_d, best_r, query, d[query, column], column + start)
     return best_d, best_r
+
+
+def merge_ragged(best_d: np.ndarray, best_r: np.ndarray, query: np.ndarray, d: np.ndarray,
+                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's full (q, k) best list merged with new (query, distance, row) entries, exactly:
+    sorted by (query, distance, row), the first k of each query kept."""
+    if len(query) == 0:
+        return best_d, best_r
+    q, k = best_d.shape
+    all_q = np.concatenate([np.repeat(np.arange(q), k), query])
+    all_d = np.concatenate([best_d.ravel(), d.astype(np.float64)])
+    all_r = np.concatenate([best_r.ravel(), rows.astype(np.int64)])
+    order = np.lexsort((all_r, all_d, all_q))
+    rank = np.arange(len(order)) - np.searchsorted(all_q[order], np.arange(q))[all_q[order]]
+    keep = order[rank < k]
+    return all_d[keep].reshape(q, k), all_r[keep].reshape(q, k)
 
 
 def shard_nearest_ivf(shard_blocks: Iterator[tuple[int, np.ndarray]], queries: np.ndarray, excluded: np.ndarray,

@@ -14,6 +14,7 @@ from quarry_al.strategies.hybrid import Adaptive, TwoStage, WeightedMixture
 from quarry_al.strategies.model_change import BADGE, ExpectedGradientLength
 from quarry_al.strategies.random_sampling import RandomSampling
 from quarry_al.strategies.registry import STRATEGIES, SUBSAMPLE_PARAMS, make_strategy
+from quarry_al.strategies.shards import Shards
 from quarry_al.strategies.subsample import Subsampled
 from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
 
@@ -21,4 +22,4 @@ __all__ = ["STRATEGIES", "SUBSAMPLE_PARAMS", "QueryStrategy", "Scores", "Selecti
            "StrategyParamError", "make_strategy", "needs_of", "mc_passes_of", "top_k_unlabeled",
            "EMBEDDINGS", "MC_PROBS", "RandomSampling", "LeastConfidence", "Margin", "Entropy", "BALD",
            "KMeansSampling", "CoreSet", "InformationDensity", "ExpectedGradientLength", "BADGE",
-           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled"]
+           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled", "Shards"]

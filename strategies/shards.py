@@ -119,21 +119,6 @@ def gather_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def blocks(self, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-        for part in range(len(self.parts)):
-            yield from self.part_blocks(part, size)
-
-
-def read_rows(array: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows start:stop as float32. A memmap made by np.memmap (not a view of one) is read from its file."""
-    if isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap) and array.flags.c_contiguous:
-        row_bytes = array.shape[1] * array.dtype.itemsize
-        raw = np.fromfile(array.filename, dtype=array.dtype, count=(stop - start) * array.shape[1],
-                          offset=array.offset + start * row_bytes)
-        return raw.reshape(stop - start, array.shape[1]).astype(np.float32)
-    return np.asarray(array[start:stop], dtype=np.float32)
-
-
 def blocks(emb: np.ndarray | Shards, size: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, float32 block) over an embedding matrix, one array or shards."""
     if isinstance(emb, Shards):

@@ -63,6 +63,28 @@ def test_shards_read_like_the_concatenated_array(tmp_path):
     assert starts[:3] == [0, 100, 137] and shards.shape == (1000, 16) and len(shards) == 1000
 
 
+def rss_file_kb() -> int:
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssFile:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
+def test_reading_a_memmapped_shard_maps_none_of_its_pages(tmp_path):
+    """Blocks and gathers are file reads: the file's pages never join the process's resident set,
+    where plain memmap indexing maps every page it touches (and its neighbours)."""
+    rows = np.random.default_rng(0).choice(40_000, size=2_000, replace=False)
+    np.memmap(tmp_path / "pool.f16", dtype=np.float16, mode="w+", shape=(40_000, 384)).flush()  # 30 MB
+    shards = Shards([np.memmap(tmp_path / "pool.f16", dtype=np.float16, mode="r", shape=(40_000, 384))])
+    before = rss_file_kb()
+    shards[rows]
+    for _ in blocks(shards):
+        pass
+    assert rss_file_kb() - before < 2_000
+    mapped = np.memmap(tmp_path / "pool.f16", dtype=np.float16, mode="r", shape=(40_000, 384))
+    mapped[np.sort(rows)].astype(np.float32)
+    assert rss_file_kb() - before > 5_000
+
+
 def test_top_k_smallest_breaks_ties_by_position():
     d = np.array([[3.0, 1.0, 1.0, 2.0, 1.0, 0.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]])
     values, positions = top_k_smallest(d, 3)

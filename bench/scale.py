@@ -15,7 +15,8 @@ A full-pool variant is skipped at a size over its `max_pool` (it holds the pool 
 its time at the size before, grown linearly, would pass --skip-over seconds.
 
 Then the growth exponent of each row: the slope of log(time) against log(N), least squares over the
-sizes it ran at (1 = linear; n log n shows as slightly above 1 over one decade). Writes the JSON to
+sizes it ran at (1 = linear; n log n shows as slightly above 1 over one decade), of wall seconds and of
+CPU seconds (steadier on a shared machine). Writes the JSON to
 --out and a markdown summary to bench/results_summary/scale.md.
 """
 from __future__ import annotations
@@ -56,7 +57,8 @@ VARIANTS: list[tuple[str, str, dict, int | None]] = [
     ("adaptive", "adaptive", {}, None),
     ("margin", "margin+seals10k", SEALS, None),
     ("coreset", "coreset+seals10k", SEALS, None),
-    ("margin", "margin+seals10k-ivf", {**SEALS, "subsample_nprobe": 8}, None),
+    # An IVF index built afresh each round: slower than exact search (see subsample.py); not run at 10M.
+    ("margin", "margin+seals10k-ivf", {**SEALS, "subsample_nprobe": 8}, 1_000_000),
     ("density", "density-knn+sub10k", {"neighbours": 10, **SUB}, None),
     ("badge", "badge+sub10k", SUB, None),
     ("badge", "badge", {}, 1_000_000),  # gathers the candidates as float32: 15 GB at 10M
@@ -64,8 +66,11 @@ VARIANTS: list[tuple[str, str, dict, int | None]] = [
     ("kmeans", "kmeans[numpy]", {"backend": "numpy"}, 100_000),
     ("coreset", "coreset[numpy]", {"backend": "numpy"}, 100_000),
     ("cal", "cal[numpy]", {"backend": "numpy"}, 100_000),
+    # Exact search, to see what `auto`'s IVF search (nprobe 1 above EXACT_PAIRS) changes in the picks.
     ("coreset", "coreset[faiss-exact]", {"backend": "faiss"}, 1_000_000),
+    ("cal", "cal[faiss-exact]", {"backend": "faiss"}, 1_000_000),
 ]
+EXACT_TWINS = {"coreset": "coreset[faiss-exact]", "cal": "cal[faiss-exact]"}
 WORDS = {"adjective": ["new", "major", "local", "global", "surprising", "quiet", "record", "early", "late", "rare"],
          "verb": ["reports", "announces", "questions", "delays", "wins", "loses", "reviews", "plans", "ends", "opens"]}
 TEMPLATES = ["{adj} {topic} news: {subject} {verb} {object}", "{subject} {verb} {object} as {topic} {adj} trend grows",
@@ -153,7 +158,7 @@ def select_child(folder: Path, label: str, k: int) -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert len(set(chosen.tolist())) == k and not state.labeled[chosen].any(), label
     print(json.dumps({"seconds": wall, "cpu_seconds": cpu, "rss_before_select_mb": rss_before,
-                      "peak_rss_mb": peak_rss_mb()}))
+                      "peak_rss_mb": peak_rss_mb(), "chosen": chosen.tolist()}))
 
 
 def peak_rss_mb() -> float:
@@ -186,7 +191,7 @@ def phase_select(n: int, folder: Path, args: argparse.Namespace, earlier: dict[s
         before = {size: t for size, t in earlier.get(label, {}).items() if size < n}
         projected = max((t * n / size for size, t in before.items()), default=0.0)
         if (max_pool is not None and n > max_pool) or projected > args.skip_over:
-            results[label] = {"skipped": f"holds the pool in memory above {max_pool:,}" if max_pool and n > max_pool
+            results[label] = {"skipped": f"not run above {max_pool:,}" if max_pool and n > max_pool
                               else f"projected {projected:.0f}s > {args.skip_over:g}s"}
         else:
             results[label] = run_child(folder, label, args.k, timeout=4 * args.skip_over)
@@ -221,7 +226,7 @@ def growth(times: dict[int, float]) -> float | None:
 def table(report: dict) -> list[str]:
     sizes = [p["pool"] for p in report["pools"]]
     head = "| strategy | " + " | ".join(f"{n:,} s (cpu s)" for n in sizes) + " | " + \
-           " | ".join(f"{n:,} peak MB" for n in sizes) + " | growth |"
+           " | ".join(f"{n:,} peak MB" for n in sizes) + " | growth (cpu) |"
     lines = [head, "|---" + "|---:" * (2 * len(sizes) + 1) + "|"]
     for label in report["growth"]:
         cells = []
@@ -231,8 +236,9 @@ def table(report: dict) -> list[str]:
                          "skipped" if "skipped" in c else "error" if "error" in c else "")
         rss = [f"{p['select'][label]['peak_rss_mb']:,.0f}" if "peak_rss_mb" in p["select"].get(label, {}) else ""
                for p in report["pools"]]
-        g = report["growth"][label]
-        lines.append(f"| {label} | " + " | ".join(cells + rss) + f" | {'' if g is None else f'{g:.2f}'} |")
+        g, g_cpu = report["growth"][label], report["growth_cpu"][label]
+        lines.append(f"| {label} | " + " | ".join(cells + rss) + " | "
+                     + ("" if g is None else f"{g:.2f} ({g_cpu:.2f})") + " |")
     return lines
 
 
@@ -249,7 +255,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return select_child(Path(args.workdir), args.child, args.k)
-    pools, earlier = [], {}
+    pools, earlier, cpu = [], {}, {}
     for n in sorted(args.pool):
         folder = Path(args.workdir) / f"pool-{n}"
         print(f"pool {n:,} ({folder})", flush=True)
@@ -259,27 +265,36 @@ def main() -> None:
         for label, cell in measured["select"].items():
             if "seconds" in cell:
                 earlier.setdefault(label, {})[n] = cell["seconds"]
+                cpu.setdefault(label, {})[n] = cell["cpu_seconds"]
         cells = measured["select"].values()
         measured["select_seconds"] = {label: c["seconds"] for label, c in measured["select"].items() if "seconds" in c}
         measured["peak_rss_mb"] = max((c["peak_rss_mb"] for c in cells if "peak_rss_mb" in c), default=None)
+        measured["same_picks_as_exact"] = {
+            label: len(set(measured["select"][label]["chosen"]) & set(measured["select"][twin]["chosen"]))
+            for label, twin in EXACT_TWINS.items()
+            if "chosen" in measured["select"].get(label, {}) and "chosen" in measured["select"].get(twin, {})}
         pools.append(measured)
     labels = [v[1] for v in VARIANTS if not args.only or v[1] in args.only]
     report = {"k": args.k, "dim": DIM, "labeled": LABELED, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "pools": pools,
-              "growth": {label: growth(earlier.get(label, {})) for label in labels}}
+              "growth": {label: growth(earlier.get(label, {})) for label in labels},
+              "growth_cpu": {label: growth(cpu.get(label, {})) for label in labels}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     lines = table(report)
-    print("\nselection: wall seconds (CPU seconds) of select(), peak RSS of the process, growth exponent\n"
-          + "\n".join(lines) + f"\nwrote {out}")
+    print("\nselection: wall seconds (CPU seconds) of select(), peak RSS of the process, growth exponent of wall "
+          "(of CPU) seconds\n"
+          + "\n".join(lines) + "\npicks shared with exact search: "
+          + "; ".join(f"{p['pool']:,}: {p['same_picks_as_exact']}" for p in pools) + f"\nwrote {out}")
     summary = Path(args.summary)
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(f"# Selection at scale (`python bench/scale.py --pool {' '.join(map(str, args.pool))}`)\n\n"
                        f"{report['machine']}, k = {args.k}, d = {DIM} float16 shards of {SHARD_ROWS:,} rows, "
                        f"{LABELED:,} labeled; load average at each size: "
                        + ", ".join(f"{p['pool']:,}: {p['load_average'][0]:.1f}" for p in pools)
-                       + "\n\n" + "\n".join(lines) + "\n")
+                       + "\n\n" + "\n".join(lines) + "\n\nPicks shared with exact search (of k): "
+                       + "; ".join(f"{p['pool']:,}: {p['same_picks_as_exact']}" for p in pools) + "\n")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def browser_session(run_dir: Path, items: int, pace_ms: int) -> dict:
     finally:
         server.close()
     with Store(run_dir / "quarry.db") as store:
-        recorded = int(next(store.iter_rows("SELECT COUNT(*) FROM review_log"))[0])
+        recorded = len(store.review_log())
     return {"items": items, "pace_ms": pace_ms, "decisions_recorded": recorded, "prefetch_misses": misses,
             "in_dom_ms": summary(in_dom), "in_page_ms": summary(in_page),
             "driver_ms": summary(driver_ms)}
@@ -178,7 +178,7 @@ def concurrency(run_dir: Path, item_ids: list[str], reviewers: int) -> dict:
         server.close()
     decided = [i for items in accepted.values() for i in items]
     with Store(run_dir / "quarry.db") as store:
-        log = [(r["item_id"], r["reviewer"]) for r in store.iter_rows("SELECT item_id, reviewer FROM review_log")]
+        log = [(r.item_id, r.reviewer) for r in store.review_log()]
         human = {r.item_id for r in store.current_labels() if r.source == "human"}
         pending = store.pending_count()
     owner = {i: n for n, items in accepted.items() for i in items}

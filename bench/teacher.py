@@ -34,10 +34,11 @@ from pathlib import Path
 
 from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from quarry_al.engine.config import OpenAITeacherConfig, TaskConfig  # noqa: E402
+from quarry_al.engine.config import TaskConfig  # noqa: E402
 from quarry_al.engine.teacher import TeacherItem  # noqa: E402
 from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache  # noqa: E402
 from quarry_al.engine.teacher.openai_compat import OpenAITeacher  # noqa: E402
+from quarry_al.engine.teacher.options import OpenAITeacherConfig  # noqa: E402
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -30,8 +30,9 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from quarry_al.engine.config import LocalTeacherConfig, load_config
+    from quarry_al.engine.config import load_config
     from quarry_al.engine.teacher import TeacherItem, build_teacher
+    from quarry_al.engine.teacher.options import LocalTeacherConfig
 
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:args.n]]

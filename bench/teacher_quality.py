@@ -37,10 +37,11 @@ def main() -> None:
     import torch
 
     from quarry_al.engine.calibration import ReviewedItem, choose_threshold, signal_aurocs
-    from quarry_al.engine.config import FewShotConfig, LocalTeacherConfig, load_config
+    from quarry_al.engine.config import load_config
     from quarry_al.engine.examples import with_examples
     from quarry_al.engine.store import LabelRow
     from quarry_al.engine.teacher import TeacherItem, build_teacher
+    from quarry_al.engine.teacher.options import FewShotConfig, LocalTeacherConfig
 
     torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in Path(args.data).read_text().splitlines()[:args.n + args.labeled]]

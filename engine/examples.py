@@ -10,10 +10,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from quarry_al.engine.config import FewShotConfig
-from quarry_al.engine.store import LabelRow
-from quarry_al.engine.teacher.base import Example, TeacherItem
-from quarry_al.engine.teacher.fewshot import choose_examples, tfidf
+from .store import LabelRow
+from .teacher.base import Example, TeacherItem
+from .teacher.fewshot import choose_examples, tfidf
+from .teacher.options import FewShotConfig
 
 Embed = Callable[[list[str]], np.ndarray]
 

@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from quarry_al.engine.config import TaskConfig
-from quarry_al.engine.store import LabelRow, Store
+from .task import TaskConfig
+from .store import LabelRow, Store
 
 Format = Literal["chat", "alpaca", "jsonl"]
 FORMATS: tuple[str, ...] = ("chat", "alpaca", "jsonl")
@@ -19,7 +19,7 @@ def provenance(row: LabelRow, teacher_model: str | None) -> dict[str, Any]:
 
 
 def records(store: Store, task: TaskConfig, fmt: Format) -> Iterator[dict[str, Any]]:
-    models = {r["item_id"]: r["model"] for r in store.iter_rows("SELECT item_id, model FROM teacher_calls")}
+    models = store.teacher_models()
     for row in store.current_labels():
         origin = provenance(row, models.get(row.item_id))
         if fmt == "chat":

@@ -9,12 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-from quarry_al.engine.config import ConfigError, JobConfig, check_strategies
-from quarry_al.engine.data import JobData, load_job_data
-from quarry_al.engine.phases import Log, RunContext, label_round, review_round, select_round, train_round
-from quarry_al.engine.run_folder import RunFolder
-from quarry_al.engine.stopping import stop_reason
-from quarry_al.engine.store import Store
+from .config import ConfigError, JobConfig, check_strategies
+from .data import JobData, load_job_data
+from .phases import Log, RunContext, label_round, review_round, select_round, train_round
+from .run_folder import RunFolder
+from .stopping import stop_reason
+from .store import Store
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
 _FIXED_SECTIONS = ("task", "data")

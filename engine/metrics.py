@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quarry_al.engine.store import Store
+from .store import Store
 
 
 def share(numerator: int, denominator: int) -> float | None:

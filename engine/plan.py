@@ -1,22 +1,24 @@
 """`quarry plan CONFIG`: what a job will ask the teacher and what it will cost, before any call.
 
-The estimate renders the real prompt for a sample of the pool and counts its tokens with the
-teacher model's tokenizer when one is known (the local teacher's model, or `teacher.tokenizer`
-for a server), else as characters / 4, and says which. Answers are counted at the length of the
-longest label's JSON. Stricter retries of unusable answers and retries of failed calls come on
-top; cache hits come off: the estimate is for a run that pays for every call once.
+Any teacher kind: its backend's estimate (named in its TeacherSpec, engine/teacher/registry.py;
+shared arithmetic in engine/teacher/estimate.py) renders the real prompt for a sample of the pool
+and counts its tokens with the teacher model's tokenizer when one is known (the local or vLLM
+teacher's model, `teacher.tokenizer` for a server), else as characters / 4, and says which. Answers
+are counted at the length of the longest label (in its JSON, for a server). Stricter retries of
+unusable answers and retries of failed calls come on top; cache hits come off: the estimate is for
+a run that pays for every call once.
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from quarry_al.engine.core.models import resolve_model_path
-from quarry_al.engine.config import ConfigError, JobConfig, LocalTeacherConfig, OpenAITeacherConfig
-from quarry_al.engine.data import load_job_data
+from .config import ConfigError, JobConfig
+from .core.models import resolve_model_path
+from .data import load_job_data
+from .teacher.registry import spec_for
 
 SAMPLE_SIZE = 200
 
@@ -57,83 +59,31 @@ def items_to_label(config: JobConfig, pool_size: int) -> int:
     return min(wanted, pool_size)
 
 
-def _load_tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer of a model package, folder or hub name (a GGUF folder's from its first GGUF file)."""
+    from transformers import AutoTokenizer  # heavy: only when a plan counts with a tokenizer
 
     path = Path(resolve_model_path(model))
     ggufs = sorted(p.name for p in path.glob("*.gguf")) if path.is_dir() else []
     return AutoTokenizer.from_pretrained(str(path), gguf_file=ggufs[0]) if ggufs else AutoTokenizer.from_pretrained(str(path))
 
 
-def _counter(tokenizer: Any | None) -> Callable[[list[dict[str, str]]], int]:
-    """Tokens of a chat request: through the model's chat template when it has one."""
-    if tokenizer is None:
-        return lambda messages: round(sum(len(m["content"]) for m in messages) / 4)
-    if getattr(tokenizer, "chat_template", None):
-        return lambda messages: len(tokenizer(
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-            add_special_tokens=False)["input_ids"])
-    return lambda messages: len(tokenizer("\n".join(m["content"] for m in messages))["input_ids"])
-
-
-def _answer_tokens(count: Callable[[list[dict[str, str]]], int], answer: str) -> int:
-    return max(1, count([{"role": "assistant", "content": answer}]) - count([{"role": "assistant", "content": ""}]))
-
-
-def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = _load_tokenizer) -> Plan:
-    from quarry_al.engine.teacher.prompts import load_template, render_messages
-
+def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = load_tokenizer) -> Plan:
     teacher = config.teacher
     data = load_job_data(config.data, config.task.label_names)
     texts = [r.text for r in data.pool]
     if not texts:
         raise ConfigError("data.pool: the pool is empty: nothing to label")
     sample = random.Random(config.loop.seed).sample(texts, min(SAMPLE_SIZE, len(texts)))
-    template = load_template(teacher.prompt)
-    longest = max(config.task.label_names, key=len)
-
-    if isinstance(teacher, LocalTeacherConfig):
-        model = teacher.model
-        render = lambda text: render_messages(template, config.task, text, output="label")  # noqa: E731
-    else:
-        from quarry_al.engine.teacher.openai_compat import label_messages
-
-        model = teacher.tokenizer
-        render = lambda text: label_messages(template, config.task, text, teacher.confidence)  # noqa: E731
-    try:
-        tokenizer = tokenizer_loader(model) if model else None
-    except (OSError, ValueError) as exc:
-        key = "teacher.model" if isinstance(teacher, LocalTeacherConfig) else "teacher.tokenizer"
-        raise ConfigError(f"{key}: cannot load the tokenizer of {model!r}: {' '.join(str(exc).split())[:200]}") from None
-    count = _counter(tokenizer)
-    how = f"tokenizer of {model}" if tokenizer is not None else "characters / 4 (no tokenizer known: set teacher.tokenizer)"
-    prompt = sum(count(render(text)) for text in sample) / len(sample)
-
-    if isinstance(teacher, LocalTeacherConfig):
-        # The local teacher scores every label after the prompt: one forward pass, no answer tokens.
-        calls, prompt_total, completion_total = 1, prompt, 0.0
-    else:
-        calls, prompt_total, completion_total = _per_item(teacher, count, longest, prompt)
-    first = render(texts[0])
-    shown = "\n".join(f"--- {m['role']} ---\n{m['content']}" for m in first)
+    estimate = spec_for(teacher.kind).load_estimate()(teacher, config.task, sample=sample, shown=texts[0],
+                                                      load_tokenizer=tokenizer_loader)
+    calls = estimate.calls_per_item
+    shown = "\n".join(f"--- {m['role']} ---\n{m['content']}" for m in estimate.shown)
     return Plan(items=items_to_label(config, len(texts)), calls_per_item=calls,
-                prompt_tokens_per_call=prompt_total / calls, completion_tokens_per_call=completion_total / calls, token_counter=how, sample_prompt=shown,
+                prompt_tokens_per_call=estimate.prompt_tokens_per_item / calls,
+                completion_tokens_per_call=estimate.completion_tokens_per_item / calls,
+                token_counter=estimate.token_counter, sample_prompt=shown,
                 price_input_per_mtok=teacher.price_input_per_mtok, price_output_per_mtok=teacher.price_output_per_mtok)
-
-
-def _per_item(teacher: OpenAITeacherConfig, count: Callable, longest: str, prompt: float) -> tuple[int, float, float]:
-    """(calls, prompt tokens, answer tokens) per item under a confidence method."""
-    answer = {"label": longest, "confidence": 100} if teacher.confidence == "verbalized" else {"label": longest}
-    tokens = float(min(teacher.max_tokens, _answer_tokens(count, json.dumps(answer))))
-    if teacher.confidence == "self_consistency":
-        return teacher.samples, teacher.samples * prompt, teacher.samples * tokens
-    if teacher.confidence == "p_true":
-        from quarry_al.engine.teacher.prompts import load_template
-
-        # The label (prompt, answer), then the check (prompt + answer + question, a one-token answer).
-        question = count([{"role": "user", "content": load_template("verify.j2").render(label=longest).strip()}])
-        return 2, prompt + (prompt + tokens + question), tokens + 1
-    return 1, prompt, tokens
 
 
 def plan_text(plan: Plan) -> str:

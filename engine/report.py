@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from quarry_al.engine.calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
-from quarry_al.engine.config import RoutingConfig
-from quarry_al.engine.core.files import atomic_write, write_text
-from quarry_al.engine.run_folder import RunFolder
-from quarry_al.engine.store import Store
-from quarry_al.engine.threshold import reviewed_items
+from .calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
+from .config import RoutingConfig
+from .core.files import atomic_write, write_text
+from .run_folder import RunFolder
+from .store import Store
+from .threshold import reviewed_items
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -9,8 +9,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from quarry_al.engine.config import RoutingConfig
-from quarry_al.engine.teacher.base import TeacherResult
+from .config import RoutingConfig
+from .teacher.base import TeacherResult
 
 
 @dataclass(frozen=True)

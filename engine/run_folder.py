@@ -19,9 +19,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
-from quarry_al.strategies.base import Scores
+from .core.errors import QuarryError
+from .core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
+from ..strategies.base import Scores
 
 
 class RunFolderError(QuarryError):

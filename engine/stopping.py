@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from quarry_al.engine.config import LoopConfig
-from quarry_al.engine.core.stats import cohen_kappa, entropy
+from .config import LoopConfig
+from .core.stats import cohen_kappa, entropy
 
 
 def _num(x: float) -> str:

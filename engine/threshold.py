@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quarry_al.engine.calibration import NOTHING_ACCEPTED, Calibration, ReviewedItem, accepts, choose_threshold
-from quarry_al.engine.config import RoutingConfig
-from quarry_al.engine.store import Store
+from .calibration import NOTHING_ACCEPTED, Calibration, ReviewedItem, accepts, choose_threshold
+from .config import RoutingConfig
+from .store import Store
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from quarry_al.strategies.base import StrategyError, StrategyParamError
-from quarry_al.strategies.shards import top_k_smallest
+from .base import StrategyError, StrategyParamError
+from .shards import top_k_smallest
 
 BACKENDS = ("numpy", "faiss", "auto")
 AUTO_MIN_ROWS = 50_000  # below this, numpy is as fast and needs nothing more

@@ -10,7 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from quarry_al.engine.core.errors import QuarryError
+from ..engine.core.errors import QuarryError
 
 
 class StrategyError(QuarryError, ValueError):

@@ -14,10 +14,11 @@ nearest labeled rows in the probed cells).
 from __future__ import annotations
 
 import numpy as np
-from quarry_al.strategies.ann import Index, check_backend, plan
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
-from quarry_al.strategies.registry import register
-from quarry_al.strategies.shards import blocks
+
+from .ann import Index, check_backend, plan
+from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
+from .registry import register
+from .shards import blocks
 
 
 @register

@@ -12,11 +12,11 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from quarry_al.strategies.ann import POINTS_PER_CENTRE, Plan, check_backend, kmeans, plan, seed_of
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
-from quarry_al.strategies.neighbourhood import first_per_group, k_center, knn_density, mean_cosine_density, nearest_per_cluster
-from quarry_al.strategies.registry import register
-from quarry_al.strategies.uncertainty import BALD, Entropy, LeastConfidence, Margin
+from .ann import POINTS_PER_CENTRE, Plan, check_backend, kmeans, plan, seed_of
+from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
+from .neighbourhood import first_per_group, k_center, knn_density, mean_cosine_density, nearest_per_cluster
+from .registry import register
+from .uncertainty import BALD, Entropy, LeastConfidence, Margin
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
 

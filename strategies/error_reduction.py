@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.engine.core.stats import entropy
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
-from quarry_al.strategies.registry import register
+from ..engine.core.stats import entropy
+from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
+from .registry import register
 
 
 def _features(emb: np.ndarray) -> np.ndarray:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from quarry_al.strategies.base import Scores, SelectionState, StrategyError, StrategyParamError, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
-from quarry_al.strategies.diversity import KMeansSampling
-from quarry_al.strategies.registry import make_strategy, register
+from .base import Scores, SelectionState, StrategyError, StrategyParamError, mc_passes_of, needs_of, rank_normalise, top_k_unlabeled
+from .diversity import KMeansSampling
+from .registry import make_strategy, register
 
 
 def _build(key: str, name: Any, params: Any = None, params_key: str | None = None):

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
-from quarry_al.strategies.registry import register
-from quarry_al.strategies.shards import row_norms_sq
+from .base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
+from .registry import register
+from .shards import row_norms_sq
 
 
 @register

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.ann import Index, Plan, seed_of
-from quarry_al.strategies.shards import Shards, blocks
+from .ann import Index, Plan, seed_of
+from .shards import Shards, blocks
 
 LAZY_BATCH = 256  # rows whose stale bounds k-center refreshes at once
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from quarry_al.strategies.base import Scores, SelectionState
-from quarry_al.strategies.registry import register
+from .base import Scores, SelectionState
+from .registry import register
 
 
 @register

@@ -10,8 +10,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypeVar
 
-from quarry_al.strategies.base import QueryStrategy, StrategyError, StrategyParamError
-from quarry_al.strategies.subsample import Subsampled
+from .base import QueryStrategy, StrategyError, StrategyParamError
+from .subsample import Subsampled
 
 STRATEGIES: dict[str, type] = {}
 

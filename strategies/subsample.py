@@ -20,9 +20,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from quarry_al.strategies.ann import faiss, kmeans, seed_of
-from quarry_al.strategies.base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, StrategyParamError, mc_passes_of, needs_of, require
-from quarry_al.strategies.shards import Shards, blocks, merge_top_k, top_k_smallest
+from .ann import faiss, kmeans, seed_of
+from .base import EMBEDDINGS, QueryStrategy, Scores, SelectionState, StrategyParamError, mc_passes_of, needs_of, require
+from .shards import Shards, blocks, merge_top_k, top_k_smallest
 
 METHODS = ("random", "seals")
 IVF_MAX_CELLS = 256  # cells of the SEALS IVF index: assigning n rows to them is n x cells x d

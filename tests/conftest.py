@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 _checkout = types.ModuleType("quarry_al")
 _checkout.__path__ = [str(REPO)]
 sys.modules.setdefault("quarry_al", _checkout)
+# The same for a child interpreter (`python -c CHECKOUT_PRELUDE + code`), which would import the installed copy.
+CHECKOUT_PRELUDE = (f"import sys, types; _checkout = types.ModuleType('quarry_al'); _checkout.__path__ = [{str(REPO)!r}]; "
+                    "sys.modules.setdefault('quarry_al', _checkout)\n")
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SERVER_START_TIMEOUT_S = 120

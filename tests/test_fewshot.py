@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 
-from quarry_al.engine.config import FewShotConfig, TaskConfig
+from quarry_al.engine.config import TaskConfig
 from quarry_al.engine.examples import with_examples
 from quarry_al.engine.store import LabelRow
 from quarry_al.engine.teacher.base import Example, TeacherItem
 from quarry_al.engine.teacher.fewshot import (choose_examples, estimate_tokens, fixed_examples, mmr, tfidf, within_budget)
+from quarry_al.engine.teacher.options import FewShotConfig
 from quarry_al.engine.teacher.prompts import load_template, render_messages
 
 TASK = TaskConfig(labels=["sports", "politics", "tech"], instruction="Topic?", description="News headlines.")

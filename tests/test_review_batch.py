@@ -121,7 +121,7 @@ def test_cli_reviewers_add_stores_only_a_hash(run_dir, capsys):
     assert main(["reviewers", "add", "ana", str(run_dir)]) == 0
     token = capsys.readouterr().out.split("token ")[1].split()[0]
     with Store(run_dir / "quarry.db") as store:
-        stored = [tuple(r) for r in store.iter_rows("SELECT name, token_hash FROM reviewers")]
+        stored = [(r.name, r.token_hash) for r in store.reviewers()]
     assert stored[0][0] == "ana" and token not in stored[0][1] and len(stored[0][1]) == 64
     assert main(["reviewers", "list", str(run_dir)]) == 0
     assert "ana" in capsys.readouterr().out

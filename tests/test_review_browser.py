@@ -126,8 +126,8 @@ def test_a_refused_decision_is_reported_on_the_page(browser, run):
     db, url, tokens = run
     page, _ = open_queue(browser, url, tokens["ana"])
     page.wait_for_function("document.querySelector('#pending').textContent !== '?'")  # prefetch answered
-    with Store(db) as store, store.transaction() as conn:
-        conn.execute("DELETE FROM sessions")  # the session ends server-side (e.g. the token was replaced)
+    with Store(db) as store:
+        add_reviewer(store, "ana")  # a new token: the session ends server-side
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#notice').textContent.startsWith('Not recorded (403)')")
     assert decisions(db) == []

@@ -79,8 +79,8 @@ def test_decision_is_an_audit_record_and_a_correction_appends(store):
     fixed = queue.correct("ana", item.item_id, other, via="web")
     assert fixed.record.kind == "relabel" and fixed.record.supersedes == first.record.id
     assert [r.label for r in queue.log()] == [item.teacher_label, other]  # nothing overwritten
-    history = [r for r in store.iter_rows("SELECT label, source FROM labels WHERE item_id = ? ORDER BY id", (item.item_id,))]
-    assert [(r["label"], r["source"]) for r in history][-2:] == [(item.teacher_label, "human"), (other, "human")]
+    history = store.label_history(item.item_id)
+    assert [(r.label, r.source) for r in history][-2:] == [(item.teacher_label, "human"), (other, "human")]
     assert queue.previous_decision("ana").id == fixed.record.id
     with pytest.raises(Conflict, match="choose a label, not a skip"):
         queue.correct("ana", item.item_id, None, via="web")
@@ -113,7 +113,7 @@ def test_overlap_needs_distinct_reviewers_then_takes_the_majority(tmp_path):
         label = [r for r in store.current_labels() if r.item_id == item][0]
         assert (label.label, label.reviewer, label.reason) == ("shipping", "bo+cy", "2 of 3 reviewers chose it")
         assert queue.correct("ana", item, "shipping", via="t").final_label == "shipping"
-        assert len([r for r in store.iter_rows("SELECT 1 FROM labels WHERE item_id = ? AND source = 'human'", (item,))]) == 1
+        assert len([r for r in store.label_history(item) if r.source == "human"]) == 1
 
 
 def test_final_label_majority_skips_abstain_ties_go_first():
@@ -149,7 +149,45 @@ def test_concurrent_queues_on_one_file_decide_each_item_exactly_once(tmp_path):
     assert conflicts == [] and len(decided) == 60 == len(set(decided))
     with Store(path) as store:
         assert store.pending_count() == 0
-        assert int(next(store.iter_rows("SELECT COUNT(*) FROM review_log"))[0]) == 60
+        assert len(store.review_log()) == 60
+
+
+def test_two_reviewers_racing_for_one_item_exactly_one_wins(tmp_path):
+    path = make_review_db(tmp_path / "q.db", pending=10)
+    items = [f"i{n:04d}" for n in range(6, 16)]
+    barrier = threading.Barrier(2, timeout=30)
+    results: dict[str, list[str]] = {"ana": [], "bo": []}
+    errors: list[BaseException] = []
+
+    def reviewer(name: str, label: str) -> None:
+        try:
+            with Store(path) as store:  # each its own connection, as two servers would have
+                queue = ReviewQueue(store)
+                for item in items:
+                    barrier.wait()  # both decide the same item at the same moment
+                    try:
+                        queue.decide(name, item, label, via="race", require_lease=False)
+                        results[name].append(item)
+                    except Conflict:
+                        pass
+        except BaseException as exc:  # e.g. "database is locked": reported below, and the other stops waiting
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=reviewer, args=args) for args in (("ana", "billing"), ("bo", "shipping"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [e for e in errors if not isinstance(e, threading.BrokenBarrierError)] == []
+    assert sorted(results["ana"] + results["bo"]) == items  # every item won exactly once
+    with Store(path) as store:
+        log = store.review_log()
+        assert sorted(r.item_id for r in log) == items
+        winners = {r.item_id: r.reviewer for r in log}
+        human = {r.item_id: r for r in store.current_labels() if r.source == "human"}
+        assert all(human[i].reviewer == winners[i] for i in items)
+        assert store.pending_count() == 0
 
 
 def test_kappas_match_references():

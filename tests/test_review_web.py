@@ -50,7 +50,7 @@ def next_item(client: httpx.Client, csrf: str) -> dict | None:
 
 def state(db) -> tuple[int, int, int]:
     with Store(db) as store:
-        log = int(next(store.iter_rows("SELECT COUNT(*) FROM review_log"))[0])
+        log = len(store.review_log())
         return store.pending_count(), log, len(store.current_labels())
 
 

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, LocalTeacherConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.config import ConfigError, DataConfig, JobConfig, SplitConfig, TaskConfig
 from quarry_al.engine.metrics import round_metrics
 from quarry_al.engine.phases import RunContext, label_round
 from quarry_al.engine.run_folder import RunFolder
@@ -18,6 +18,7 @@ from quarry_al.engine.store import Store
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_teacher
 from quarry_al.engine.teacher.base import Usage, call_cost
 from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache, default_cache_path, fallback_key
+from quarry_al.engine.teacher.options import LocalTeacherConfig, OpenAITeacherConfig
 from fault_proxy import status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
@@ -222,3 +223,15 @@ def test_template_source_is_what_load_template_renders(tmp_path):
     assert template_source(str(tmp_path / "missing.j2")) is None
     with pytest.raises(ConfigError, match="teacher.prompt: template not found"):
         load_template(str(tmp_path / "missing.j2"))
+
+
+def test_entries_from_before_the_confidence_note_still_load(tmp_path):
+    cache = TeacherCache(tmp_path / "cache.db")
+    noted = TeacherResult(label="positive", confidence=None, raw='{"label": "positive"}', usage=Usage(10, 3),
+                          confidence_method="logprobs", confidence_note="the response has no token logprobs")
+    assert cache.put("new", "m", noted) and cache.get("new") == noted
+    old = {k: v for k, v in json.loads(cache._conn.execute("SELECT result FROM calls").fetchone()[0]).items()
+           if k != "confidence_note"}
+    cache._conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", ("old", "m", json.dumps(old), 0.0))
+    assert cache.get("old") == dataclasses.replace(noted, confidence_note="")
+    cache.close()

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from quarry_al.engine.config import OpenAITeacherConfig, TaskConfig
+from quarry_al.engine.config import TaskConfig
 from quarry_al.engine.teacher import TeacherItem, build_backend
 from quarry_al.engine.teacher.confidence import majority_vote, p_true, verbalized_confidence
 from quarry_al.engine.teacher.openai_compat import OpenAITeacher
+from quarry_al.engine.teacher.options import OpenAITeacherConfig
 from quarry_al.engine.teacher.ratelimit import TokenBucket
 from fault_proxy import Fault, FaultProxy
 
@@ -89,6 +90,7 @@ def test_p_true_asks_a_second_question(proxy):
     for result in results:
         assert result.ok and result.confidence_method == "p_true"
         assert result.confidence is None or 0 <= result.confidence <= 1
+        assert (result.confidence is None) == bool(result.confidence_note)  # an unknown confidence says why
     assert any(r.confidence is not None for r in results)  # SmolLM2 does put True/False among its top tokens
 
 
@@ -124,9 +126,11 @@ def _tok(token: str, logprob: float, top=()):
 def test_p_true_normalises_true_against_false():
     content = [_tok("True", -0.2, [("True", -0.2), (" true", -2.0), ("False", -1.0), ("Yes", -3.0)])]
     expected = (math.exp(-0.2) + math.exp(-2.0)) / (math.exp(-0.2) + math.exp(-2.0) + math.exp(-1.0))
-    assert p_true(content) == pytest.approx(expected)
-    assert p_true([_tok("Maybe", -0.1, [("Maybe", -0.1), ("Yes", -1.0)])]) is None
-    assert p_true(None) is None and p_true([]) is None
+    assert p_true(content).confidence == pytest.approx(expected) and p_true(content).reason == ""
+    unseen = p_true([_tok("Maybe", -0.1, [("Maybe", -0.1), ("Yes", -1.0)])])
+    assert unseen.confidence is None and "neither True nor False" in unseen.reason
+    for empty in (None, []):
+        assert p_true(empty).confidence is None and "without logprobs" in p_true(empty).reason
 
 
 def test_token_bucket_spacing_and_debt():

@@ -9,13 +9,14 @@ import time
 from typing import get_args
 
 
-from quarry_al.engine.config import DataConfig, JobConfig, OpenAITeacherConfig, SplitConfig, TaskConfig
+from quarry_al.engine.config import DataConfig, JobConfig, SplitConfig, TaskConfig
 from quarry_al.engine.phases import RunContext, label_round
 from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_backend
 from quarry_al.engine.teacher.base import ErrorKind
 from quarry_al.engine.teacher.openai_compat import OpenAITeacher
+from quarry_al.engine.teacher.options import OpenAITeacherConfig
 from fault_proxy import Fault, status
 
 NO_KEY = "QUARRY_TEST_NO_SUCH_API_KEY"
@@ -41,8 +42,8 @@ def teacher_config(base_url: str, **overrides) -> OpenAITeacherConfig:
 def make_teacher(base_url: str, **overrides) -> OpenAITeacher:
     teacher = build_backend(teacher_config(base_url, **overrides), TASK, progress=False)
     assert isinstance(teacher, OpenAITeacher)
-    teacher.backoff_initial_s = 0.05  # short backoff: the tests measure Retry-After, not the backoff
-    teacher.backoff_jitter_s = 0.05
+    teacher.transport.backoff_initial_s = 0.05  # short backoff: the tests measure Retry-After, not the backoff
+    teacher.transport.backoff_jitter_s = 0.05
     return teacher
 
 
@@ -138,7 +139,7 @@ def test_tokens_per_minute_slows_requests(proxy):
     prompt = sum(len(m["content"]) for m in teacher.messages(TEXTS[1])) / 4 + teacher.config.max_tokens
     # The bucket holds one second's worth, half a request: each request waits for refills.
     limited = make_teacher(proxy.base_url, concurrency=4, tokens_per_minute=prompt * 30)
-    limited.response_format_mode = teacher.response_format_mode
+    limited.transport.response_format_mode = teacher.transport.response_format_mode
     proxy.arrivals.clear()
     label_all(limited, ITEMS[1:4])
     times = sorted(a.at for a in proxy.log())

@@ -3,8 +3,9 @@ import math
 
 import pytest
 
-from quarry_al.engine.config import ConfigError, LocalTeacherConfig, TaskConfig
+from quarry_al.engine.config import ConfigError, TaskConfig
 from quarry_al.engine.teacher import TeacherItem, build_teacher
+from quarry_al.engine.teacher.options import LocalTeacherConfig
 
 TASK = TaskConfig(labels=["positive", "negative"], instruction="Classify the sentiment of the review.",
                   description="The texts are short product reviews.")

@@ -1,8 +1,9 @@
 """Batched label scoring in the embedded teacher gives the answers of one-at-a-time scoring."""
 import pytest
 
-from quarry_al.engine.config import LocalTeacherConfig, TaskConfig
+from quarry_al.engine.config import TaskConfig
 from quarry_al.engine.teacher import TeacherItem, build_backend
+from quarry_al.engine.teacher.options import LocalTeacherConfig
 from quarry_al.engine.teacher.base import Example
 
 TASK = TaskConfig(labels=["World", "Sports", "Business", "Sci/Tech"], instruction="Topic?",

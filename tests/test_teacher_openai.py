@@ -9,16 +9,21 @@ import asyncio
 import json
 import math
 import time
+from dataclasses import astuple
 from types import SimpleNamespace
 from typing import get_args
 
+import httpx
 import pytest
 
 from conftest import free_port
-from quarry_al.engine.config import ConfigError, OpenAITeacherConfig, TaskConfig
+from quarry_al.engine.config import ConfigError, TaskConfig
 from quarry_al.engine.teacher import TeacherItem, TeacherResult, build_backend
 from quarry_al.engine.teacher.base import ErrorKind, prompt_hash
-from quarry_al.engine.teacher.openai_compat import OpenAITeacher, label_confidence, parse_label
+from quarry_al.engine.teacher.confidence import LabelConfidence, label_confidence
+from quarry_al.engine.teacher.openai_compat import OpenAITeacher
+from quarry_al.engine.teacher.options import OpenAITeacherConfig
+from quarry_al.engine.teacher.parsing import parse_label
 from quarry_al.engine.teacher.prompts import load_template, render_messages
 from fault_proxy import Fault, FaultProxy, status
 
@@ -43,8 +48,8 @@ def make_teacher(base_url: str, **overrides) -> OpenAITeacher:
     config = OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env=NO_KEY, **overrides)
     teacher = build_backend(config, TASK)  # the bare backend: no cache between these tests
     assert isinstance(teacher, OpenAITeacher)
-    teacher.backoff_initial_s = 0.1  # keep the retry tests short
-    teacher.backoff_jitter_s = 0.1
+    teacher.transport.backoff_initial_s = 0.1  # keep the retry tests short
+    teacher.transport.backoff_jitter_s = 0.1
     return teacher
 
 
@@ -221,6 +226,13 @@ def test_fenced_answer_in_other_case_is_accepted(proxy):
     [result] = make_teacher(proxy.base_url).label(ITEMS[:1])
     assert result.ok and result.label == "negative"
     assert result.confidence is None  # the rewritten answer has no logprobs: unknown, not 0
+    assert result.confidence_note == "the response has no token logprobs"  # and the result says why
+
+
+def test_logprobs_off_says_why_there_is_no_confidence(proxy):
+    [result] = make_teacher(proxy.base_url, logprobs=False).label(ITEMS[:1])
+    assert result.ok and result.confidence is None
+    assert result.confidence_note == "teacher.logprobs is false: no logprobs asked for"
 
 
 # -- parsing and token alignment (pure functions) --------------------------------------------------
@@ -265,22 +277,58 @@ def test_label_confidence_walks_tokens_across_the_value():
         _token(' "pos', -0.5, [(' "pos', -0.5), (' "neg', -1.5), (' "ne', -2.0), ("I", -3.0)]),
         _token("itive", -0.2), _token('"}', -0.1),
     ]
-    confidence, distribution = label_confidence(content, "positive", labels)
-    assert math.isclose(confidence, math.exp(-0.7))  # joint probability of ' "pos' + 'itive' only
+    confidence, distribution, reason = astuple(label_confidence(content, "positive", labels))
+    assert math.isclose(confidence, math.exp(-0.7)) and reason == ""  # joint probability of ' "pos' + 'itive' only
     # ' "ne' could begin negative or neutral: not attributed; "I" cannot be a label.
     assert set(distribution) == {"positive", "negative"}
     expected = math.exp(-0.7) / (math.exp(-0.7) + math.exp(-1.5))
     assert math.isclose(distribution["positive"], expected)
 
-    assert label_confidence(None, "positive", labels) == (None, None)
-    assert label_confidence([], "positive", labels) == (None, None)
     bare = [_token("neg", -0.4, [("neg", -0.4), ("pos", -1.2)]), _token("ative", -0.1)]
-    confidence, distribution = label_confidence(bare, "negative", labels)
+    confidence, distribution, _ = astuple(label_confidence(bare, "negative", labels))
     assert math.isclose(confidence, math.exp(-0.5))
     assert math.isclose(distribution["positive"], math.exp(-1.2) / (math.exp(-0.5) + math.exp(-1.2)))
     no_top = [_token('{"label": "', -0.1), _token("neutral", -0.3), _token('"}', -0.1)]
-    confidence, distribution = label_confidence(no_top, "neutral", labels)
+    confidence, distribution, _ = astuple(label_confidence(no_top, "neutral", labels))
     assert math.isclose(confidence, math.exp(-0.3)) and distribution is None
+
+
+def test_every_missing_logprob_confidence_has_its_reason():
+    labels = TASK.label_names
+
+    def reason(content, label="positive") -> str:
+        measured = label_confidence(content, label, labels)
+        assert measured.confidence is None and measured.distribution is None
+        return measured.reason
+
+    assert reason(None) == reason([]) == "the response has no token logprobs"
+    assert reason([_token('{"answer": "', -0.1), _token("positive", -0.2), _token('"}', -0.1)]) == \
+        "the logprob tokens do not spell the answer's label"
+    assert reason([_token('{"label": ""}', -0.1)]) == "the label's string is empty in the logprob tokens"
+    for broken in (None, float("nan"), float("-inf")):
+        assert reason([_token('{"label": "', -0.1), _token("positive", broken), _token('"}', -0.1)]) == \
+            "a token of the label has no finite logprob"
+    masked = reason([_token('{"label": "', -0.1), _token("positive", -9999.0), _token('"}', -0.1)])
+    assert masked == "the label's tokens have logprob -9999: masked by the server, not measured"
+    assert label_confidence([_token("positive", -0.2)], "positive", labels) == LabelConfidence(math.exp(-0.2))
+
+
+def test_a_programming_error_raises_instead_of_failing_the_item(monkeypatch):
+    """Only the transport's and the API's exceptions become an item's error; a bug stops the batch."""
+    teacher = make_teacher("http://127.0.0.1:9/v1", max_retries=0)
+
+    async def request(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(teacher.transport, "_request", request)
+    for error in (TypeError("a bug"), KeyError("choices")):
+        with pytest.raises(type(error)):
+            teacher.label(ITEMS[:2])
+    # Network errors the SDK did not wrap are still the item's, typed.
+    error = httpx.ConnectError("refused")
+    assert [r.error for r in teacher.label(ITEMS[:2])] == ["connection", "connection"]
+    error = asyncio.TimeoutError()
+    assert teacher.label(ITEMS[:1])[0].error == "timeout"
 
 
 def test_bare_label_answer_is_taken(proxy):

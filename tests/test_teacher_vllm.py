@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from quarry_al.engine.config import TaskConfig, VLLMTeacherConfig
+from conftest import CHECKOUT_PRELUDE
+from quarry_al.engine.config import TaskConfig
 from quarry_al.engine.teacher import TeacherItem, build_teacher
 from quarry_al.engine.teacher.base import Example
-from quarry_al.engine.teacher.vllm_offline import label_distribution, make_sampling_params, parse_output
+from quarry_al.engine.teacher.confidence import label_distribution
+from quarry_al.engine.teacher.options import VLLMTeacherConfig
+from quarry_al.engine.teacher.vllm_offline import make_sampling_params, parse_output
 
 TASK = TaskConfig(labels=["positive", "negative", "neutral"], instruction="Sentiment?", description="Reviews.")
 CONFIG = VLLMTeacherConfig(model="some/model", top_logprobs=5, engine_args={"gpu_memory_utilization": 0.5})
@@ -142,7 +145,8 @@ def test_one_chat_call_for_the_batch(monkeypatch):
 def test_vllm_is_imported_only_when_labeling():
     code = """
 import sys
-from quarry_al.engine.config import LocalTeacherConfig, OpenAITeacherConfig, TaskConfig, VLLMTeacherConfig
+from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.teacher.options import OpenAITeacherConfig, VLLMTeacherConfig
 import quarry_al.engine.loop, quarry_al.engine.teacher.vllm_offline
 from quarry_al.engine.teacher import TeacherItem, build_teacher
 task = TaskConfig(labels=["a", "b"], instruction="x")
@@ -154,7 +158,7 @@ try:
 except RuntimeError as exc:
     print(exc)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-c", CHECKOUT_PRELUDE + code], capture_output=True, text=True, timeout=120,
                           env={"HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "x", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     if "vllm" not in done.stdout:  # vLLM happens to be installed here: the error case does not apply

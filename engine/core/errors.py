@@ -5,3 +5,8 @@ from __future__ import annotations
 class QuarryError(Exception):
     """A problem the user can fix (a config key, a data row, a run folder, a decision file...),
     phrased as one line that names the file, key, line or URL. Anything else is a bug."""
+
+
+class ConfigError(QuarryError, ValueError):
+    """A config problem, phrased as one line that names the file and the key. Here, not in engine/config.py,
+    so the light modules that config.py builds on (the teacher options and registry, the prompts) can raise it."""

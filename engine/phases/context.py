@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from quarry_al.engine.config import JobConfig
-from quarry_al.engine.data import Record
-from quarry_al.engine.run_folder import RunFolder
-from quarry_al.engine.store import Store
-from quarry_al.engine.students import Student
-from quarry_al.engine.teacher import Teacher, build_teacher
+from ..config import JobConfig
+from ..data import Record
+from ..run_folder import RunFolder
+from ..store import Store
+from ..students import Student
+from ..teacher import Teacher, build_teacher
 
 Log = Callable[[str], None]
 

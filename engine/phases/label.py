@@ -7,13 +7,13 @@ import time
 
 import numpy as np
 
-from quarry_al.engine.examples import with_examples
-from quarry_al.engine.phases.context import RunContext
-from quarry_al.engine.routing import Router, StudentPrediction
-from quarry_al.engine.store import SelectionRow
-from quarry_al.engine.teacher import TeacherItem, TeacherResult
-from quarry_al.engine.teacher.base import TRANSIENT_ERRORS
-from quarry_al.engine.threshold import routing_for_round
+from ..examples import with_examples
+from .context import RunContext
+from ..routing import Router, StudentPrediction
+from ..store import SelectionRow
+from ..teacher import TeacherItem, TeacherResult
+from ..teacher.base import TRANSIENT_ERRORS
+from ..threshold import routing_for_round
 
 
 def label_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from quarry_al.engine.phases.context import RunContext
-from quarry_al.engine.review import simulate_review
+from .context import RunContext
+from ..review import simulate_review
 
 
 def review_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:

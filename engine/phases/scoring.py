@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from quarry_al.engine.embeddings import pool_embeddings
-from quarry_al.engine.phases.context import RunContext
-from quarry_al.strategies import EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, mc_passes_of, needs_of
+from ..embeddings import pool_embeddings
+from .context import RunContext
+from ...strategies import EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, mc_passes_of, needs_of
 
 
 def pool_scores(ctx: RunContext, round_: int, strategy: QueryStrategy) -> Scores:

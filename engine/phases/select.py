@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-from quarry_al.engine.phases.context import RunContext
-from quarry_al.engine.phases.scoring import decided_label_indices, pool_scores
-from quarry_al.engine.stopping import remaining_budget
-from quarry_al.strategies import SelectionState, make_strategy
+from .context import RunContext
+from .scoring import decided_label_indices, pool_scores
+from ..stopping import remaining_budget
+from ...strategies import SelectionState, make_strategy
 
 
 def select_round(ctx: RunContext, round_: int) -> str | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-from quarry_al.engine.core.stats import classification_metrics
-from quarry_al.engine.metrics import round_metrics
-from quarry_al.engine.phases.context import RunContext
-from quarry_al.engine.students import Student
-from quarry_al.engine.stopping import stop_set_indices, stop_set_metrics
-from quarry_al.engine.threshold import routing_metrics
+from ..core.stats import classification_metrics
+from ..metrics import round_metrics
+from .context import RunContext
+from ..students import Student
+from ..stopping import stop_set_indices, stop_set_metrics
+from ..threshold import routing_metrics
 
 
 def train_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:

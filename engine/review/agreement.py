@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Sequence
 
-from quarry_al.engine.core.stats import cohen_kappa, fleiss_kappa
+from ..core.stats import cohen_kappa, fleiss_kappa
 
 
 @dataclass(frozen=True)

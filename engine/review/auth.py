@@ -10,11 +10,10 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Mapping
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.store import Store
+from ..core.errors import QuarryError
+from ..store import Session, Store
 
 SESSION_S = 12 * 3600
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -33,16 +32,12 @@ def add_reviewer(store: Store, name: str) -> str:
     if not _NAME.match(name):
         raise AuthError(f"reviewer name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
     token = secrets.token_urlsafe(32)
-    with store.transaction() as conn:
-        conn.execute("INSERT INTO reviewers (name, token_hash, created_at) VALUES (?, ?, ?) "
-                     "ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at",
-                     (name, token_hash(token), time.time()))
-        conn.execute("DELETE FROM sessions WHERE reviewer = ?", (name,))
+    store.set_reviewer_token(name, token_hash(token), time.time())
     return token
 
 
 def reviewer_names(store: Store) -> list[str]:
-    return [r[0] for r in store.iter_rows("SELECT name FROM reviewers ORDER BY name")]
+    return [r.name for r in store.reviewers()]
 
 
 def authenticate(store: Store, token: str, configured: Mapping[str, str]) -> str | None:
@@ -55,24 +50,14 @@ def authenticate(store: Store, token: str, configured: Mapping[str, str]) -> str
         expected = known.removeprefix("sha256:") if known.startswith("sha256:") else token_hash(known)
         if hmac.compare_digest(expected, digest):
             return name
-    rows = list(store.iter_rows("SELECT name FROM reviewers WHERE token_hash = ?", (digest,)))
-    return rows[0][0] if rows else None
-
-
-@dataclass(frozen=True)
-class Session:
-    reviewer: str
-    csrf: str
+    return store.reviewer_with_token(digest)
 
 
 def open_session(store: Store, reviewer: str, now: float | None = None) -> tuple[str, Session]:
     """A new session id (the cookie's value) and its CSRF token."""
     now = time.time() if now is None else now
     session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))
-        conn.execute("INSERT INTO sessions (id_hash, reviewer, csrf, expires_at) VALUES (?, ?, ?, ?)",
-                     (token_hash(session_id), reviewer, csrf, now + SESSION_S))
+    store.add_session(token_hash(session_id), reviewer, csrf, now + SESSION_S, now)
     return session_id, Session(reviewer=reviewer, csrf=csrf)
 
 
@@ -80,11 +65,8 @@ def find_session(store: Store, session_id: str | None, now: float | None = None)
     if not session_id:
         return None
     now = time.time() if now is None else now
-    rows = list(store.iter_rows("SELECT reviewer, csrf FROM sessions WHERE id_hash = ? AND expires_at >= ?",
-                                (token_hash(session_id), now)))
-    return Session(reviewer=rows[0][0], csrf=rows[0][1]) if rows else None
+    return store.session(token_hash(session_id), now)
 
 
 def close_session(store: Store, session_id: str) -> None:
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM sessions WHERE id_hash = ?", (token_hash(session_id),))
+    store.delete_session(token_hash(session_id))

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.review.queue import Conflict, ReviewQueue
-from quarry_al.engine.store import ReviewRow
+from ..core.errors import QuarryError
+from .queue import Conflict, ReviewQueue
+from ..store import ReviewRow
 
 Format = Literal["label-studio", "argilla"]
 QUESTION = "label"  # Label Studio: the <Choices name=...>; Argilla: the label question's name

@@ -5,8 +5,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from quarry_al.engine.review.agreement import Agreement, agreement
-from quarry_al.engine.review.queue import ReviewQueue
+from .agreement import Agreement, agreement
+from .queue import ReviewQueue
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
@@ -56,17 +56,13 @@ def build_dashboard(queue: ReviewQueue, name: str, threshold: float) -> Dashboar
     rounds = store.rounds()
     open_round = store.open_round()
     now = time.time()
-    statuses = {r[0]: r[1] for r in store.iter_rows("SELECT status, COUNT(*) FROM reviews GROUP BY status")}
-    leased = int(next(store.iter_rows(
-        "SELECT COUNT(DISTINCT x.item_id) FROM leases x JOIN reviews r USING (item_id) "
-        "WHERE x.expires_at >= ? AND r.status = 'pending'", (now,)))[0])
-    reviewed = [(r["teacher_confidence"], r["teacher_label"], r["label"]) for r in store.iter_rows(
-        "SELECT r.teacher_confidence, r.teacher_label, l.label FROM reviews r JOIN labels l ON l.id = "
-        "(SELECT MAX(id) FROM labels WHERE item_id = r.item_id AND source = 'human') WHERE r.status = 'decided'")]
+    statuses = store.review_counts()
+    leased = store.leased_count(now)
+    settled = store.settled_reviews()
+    reviewed = [(r.teacher_confidence, r.teacher_label, r.human_label) for r in settled
+                if r.status == "decided" and r.human_label is not None]
     current = queue.current_decisions()
-    finals = {r[0]: r[1] for r in store.iter_rows(
-        "SELECT r.item_id, (SELECT label FROM labels WHERE item_id = r.item_id AND source = 'human' "
-        "ORDER BY id DESC LIMIT 1) FROM reviews r WHERE r.status != 'pending'")}
+    finals = {r.item_id: r.human_label for r in settled}
     log = queue.log()
     return Dashboard(
         name=name, rounds_done=sum(r.phase == "done" for r in rounds),

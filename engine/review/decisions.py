@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.review.queue import Conflict, ReviewQueue
+from ..core.errors import QuarryError
+from .queue import Conflict, ReviewQueue
 
 
 class DecisionError(QuarryError, ValueError):

@@ -1,9 +1,9 @@
 """Simulated reviewers answer from the gold labels: for benchmarks, where people are not in the loop."""
 from __future__ import annotations
 
-from quarry_al.engine.core.errors import QuarryError
-from quarry_al.engine.review.queue import ReviewQueue
-from quarry_al.engine.store import Store
+from ..core.errors import QuarryError
+from .queue import ReviewQueue
+from ..store import Store
 
 
 class ReviewError(QuarryError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import textwrap
 from typing import Callable, Sequence
 
-from quarry_al.engine.review.queue import Conflict, ReviewQueue
+from .queue import Conflict, ReviewQueue
 
 
 def _fmt(confidence: float | None) -> str:

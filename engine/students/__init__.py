@@ -2,6 +2,6 @@
 
 `encoder.Student` is a Hugging Face sequence classifier (MiniLM by default) tuned with LoRA or fully.
 """
-from quarry_al.engine.students.encoder import Student, TrainStats
+from .encoder import Student, TrainStats
 
 __all__ = ["Student", "TrainStats"]

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from quarry_al.engine.config import StudentConfig
-from quarry_al.engine.core.models import masked_mean, resolve_model_path
-from quarry_al.strategies.base import Scores
+from ..config import StudentConfig
+from ..core.models import masked_mean, resolve_model_path
+from ...strategies.base import Scores
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class TeacherResult:
     cached: bool = False  # answered from the teacher cache: nothing paid for this call
     cost: float = 0.0  # what this call cost at the configured prices (0 when cached)
     confidence_method: str = ""  # logprobs | self_consistency | verbalized | p_true; "" if the backend does not say
+    confidence_note: str = ""  # why `confidence` is None on an answered item (e.g. the server sent no logprobs)
 
     @property
     def ok(self) -> bool:

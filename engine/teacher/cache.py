@@ -12,14 +12,14 @@ import dataclasses
 import hashlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from quarry_al.engine.teacher.base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
-from quarry_al.engine.teacher.prompts import template_source
+from ..store.call_cache import CallCacheFile
+from .base import OnResult, Teacher, TeacherItem, TeacherResult, Usage, call_cost
+from .prompts import template_source
 
 # Bump when what a backend answers for the same key changes (a new scoring rule): old entries stop matching.
 CACHE_VERSION = 1
@@ -38,32 +38,28 @@ class TeacherCache:
         self.path = Path(path).expanduser() if path else default_cache_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
-                           "result TEXT NOT NULL, created_at REAL NOT NULL)")
+        self._file = CallCacheFile(self.path)
 
     def get(self, key: str) -> TeacherResult | None:
         with self._lock:
-            row = self._conn.execute("SELECT result FROM calls WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _from_json(row[0])
+            text = self._file.get(key)
+        return None if text is None else _from_json(text)
 
     def put(self, key: str, model: str, result: TeacherResult) -> bool:
         """Store a labeled result; an error or a missing label is never stored (False)."""
         if result.error is not None or result.label is None:
             return False
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?)",
-                               (key, model, _to_json(result), time.time()))
+            self._file.put(key, model, _to_json(result), time.time())
         return True
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+            return self._file.count()
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._file.close()
 
 
 def _to_json(result: TeacherResult) -> str:
@@ -74,6 +70,7 @@ def _to_json(result: TeacherResult) -> str:
 
 
 def _from_json(text: str) -> TeacherResult:
+    """A stored result; entries written before a field existed take its default (e.g. confidence_note)."""
     fields: dict[str, Any] = json.loads(text)
     fields["usage"] = Usage(**fields["usage"])
     return TeacherResult(**fields)
@@ -81,13 +78,12 @@ def _from_json(text: str) -> TeacherResult:
 
 def fallback_key(teacher: Any, item: TeacherItem) -> str:
     """Key for a teacher without `cache_key`: everything that shapes its prompt and answer, that is
-    its config (less the keys that only say how to pay and wait), its task, its template's text,
-    the item's few-shot examples and its text."""
+    its config (less the keys its options model lists in `not_in_cache_key`: how to pay, wait or run),
+    its task, its template's text, the item's few-shot examples and its text."""
     config = getattr(teacher, "config", None)
     task = getattr(teacher, "task", None)
-    settings = config.model_dump(mode="json", exclude={"cache", "cache_path", "price_input_per_mtok",
-                                                        "price_output_per_mtok", "failed_passes", "device",
-                                                        "cache_dir", "concurrency"}) if config is not None else {}
+    neutral = set(getattr(config, "not_in_cache_key", ()))
+    settings = config.model_dump(mode="json", exclude=neutral) if config is not None else {}
     parts = [str(CACHE_VERSION), teacher.model_id, json.dumps(settings, sort_keys=True),
              json.dumps(task.model_dump(mode="json") if task is not None else None, sort_keys=True),
              template_source(settings.get("prompt", "")) or "",

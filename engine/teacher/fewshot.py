@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from quarry_al.engine.teacher.base import Example
+from .base import Example
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 CHARS_PER_TOKEN = 4

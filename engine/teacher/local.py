@@ -19,10 +19,13 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from quarry_al.engine.config import ConfigError, LocalTeacherConfig, TaskConfig
-from quarry_al.engine.core.models import load_causal_lm
-from quarry_al.engine.teacher.base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from quarry_al.engine.teacher.prompts import load_template, render_messages
+from ..core.errors import ConfigError
+from ..task import TaskConfig
+from ..core.models import load_causal_lm
+from .base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from .estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter
+from .options import LocalTeacherConfig
+from .prompts import load_template, render_messages
 
 _CONTENT_FREE = ("N/A", "", "[MASK]")
 
@@ -146,3 +149,15 @@ class LocalTeacher:
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def estimate(config: LocalTeacherConfig, task: TaskConfig, *, sample: Sequence[str], shown: str,
+             load_tokenizer: TokenizerLoader) -> Estimate:
+    """`quarry plan`: one forward pass per item (every label is scored after the prompt), no answer tokens."""
+    template = load_template(config.prompt)
+
+    def render(text: str) -> list[dict[str, str]]:
+        return render_messages(template, task, text, output="label")
+
+    count, how = token_counter(config.model, "teacher.model", load_tokenizer, "no teacher.model")
+    return Estimate(1, mean_prompt_tokens(count, render, sample), 0.0, how, render(shown))

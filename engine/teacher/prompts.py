@@ -17,8 +17,9 @@ from typing import Sequence
 
 import jinja2
 
-from quarry_al.engine.config import ConfigError, TaskConfig
-from quarry_al.engine.teacher.base import Example
+from ..core.errors import ConfigError
+from ..task import TaskConfig
+from .base import Example
 
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE)
 

@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from quarry_al.engine.config import TaskConfig, VLLMTeacherConfig
-from quarry_al.engine.core.models import resolve_model_path
-from quarry_al.engine.teacher.base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
-from quarry_al.engine.teacher.prompts import load_template, render_messages
+from ..task import TaskConfig
+from ..core.models import resolve_model_path
+from .base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
+from .confidence import label_distribution
+from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
+from .options import VLLMTeacherConfig
+from .parsing import parse_bare
+from .prompts import load_template, render_messages
 
 
 def sampling_kwargs(config: VLLMTeacherConfig) -> dict[str, Any]:
@@ -39,37 +44,6 @@ def make_sampling_params(vllm: Any, config: VLLMTeacherConfig, labels: Sequence[
         return vllm.SamplingParams(guided_decoding=params_module.GuidedDecodingParams(choice=list(labels)), **kwargs)
     raise RuntimeError("teacher.kind vllm: this vLLM has neither StructuredOutputsParams nor GuidedDecodingParams; "
                        "install vllm>=0.6")
-
-
-def label_distribution(label_ids: Mapping[str, Sequence[int]], generated: Sequence[int],
-                       top: Sequence[Mapping[int, float]]) -> dict[str, float]:
-    """Probabilities of the labels (not normalised) from the logprobs along the generated path.
-
-    A label's probability is the product of its token probabilities while it follows the
-    generated tokens, times that of the token where it leaves them (read from that position's
-    top logprobs). What comes after is not observed: labels that leave the path by the same
-    token share its probability equally. A label whose token is not among the top logprobs
-    where it is needed gets 0.
-    """
-    logps: dict[str, float] = {}
-    branch: dict[str, tuple[int, ...]] = {}  # where a label left the path before its end
-    for label, ids in label_ids.items():
-        logp = 0.0
-        for pos, token in enumerate(ids):
-            if pos >= len(top):
-                break
-            step = top[pos].get(token)
-            if step is None:
-                logp = -math.inf
-                break
-            logp += step
-            if (pos >= len(generated) or generated[pos] != token) and pos < len(ids) - 1:
-                branch[label] = tuple(ids[:pos + 1])
-                break
-        logps[label] = logp
-    sharing = {key: list(branch.values()).count(key) for key in set(branch.values())}
-    return {label: math.exp(logp) / (sharing[branch[label]] if label in branch else 1)
-            for label, logp in logps.items()}
 
 
 def parse_output(output: Any, labels: Sequence[str], label_ids: Mapping[str, Sequence[int]]) -> tuple[str, dict[str, float]]:
@@ -131,10 +105,10 @@ class VLLMTeacher:
                           completion_tokens=len(output.outputs[0].token_ids))
             key = prompt_hash(self.model_id, json.dumps(messages), settings + ";choice")
             text, probs = parse_output(output, self.task.label_names, self._label_ids)
-            if text not in self.task.label_names:
-                result = TeacherResult(label=None, confidence=None, raw=text, usage=usage, error="out_of_set",
-                                       error_message=f"answer {text!r} is not a label", prompt_hash=key,
-                                       latency_s=latency)
+            _, error, message = parse_bare(text, self.task.label_names)
+            if error is not None:
+                result = TeacherResult(label=None, confidence=None, raw=text, usage=usage, error=error,
+                                       error_message=message, prompt_hash=key, latency_s=latency)
             else:
                 result = distribution_to_result(probs, raw=text, usage=usage, prompt_hash=key, latency_s=latency)
             results.append(result)
@@ -144,3 +118,20 @@ class VLLMTeacher:
 
     def close(self) -> None:
         self._llm = None
+
+
+def estimate(config: VLLMTeacherConfig, task: TaskConfig, *, sample: Sequence[str], shown: str,
+             load_tokenizer: TokenizerLoader) -> Estimate:
+    """`quarry plan`: one generation per item, the label and nothing else. Never imports vLLM: tokens are
+    counted with the model's tokenizer when the model is on this machine, else as characters / 4."""
+    template = load_template(config.prompt)
+
+    def render(text: str) -> list[dict[str, str]]:
+        return render_messages(template, task, text, output="label")
+
+    local = Path(resolve_model_path(config.model)).is_dir()
+    count, how = token_counter(config.model if local else None, "teacher.model", load_tokenizer,
+                               f"teacher.model {config.model!r} is not on this machine: its tokenizer is unknown")
+    longest = max(task.label_names, key=len)
+    answer = float(min(config.max_tokens, answer_tokens(count, longest)))
+    return Estimate(1, mean_prompt_tokens(count, render, sample), answer, how, render(shown))

@@ -25,12 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from quarry_al.engine.config import JobConfig, config_from_dict
-from quarry_al.engine.review import auth
-from quarry_al.engine.review.dashboard import build_dashboard
-from quarry_al.engine.review.queue import Conflict, ReviewQueue
-from quarry_al.engine.review.similar import SimilarIndex
-from quarry_al.engine.store import ReviewRow, Store
+from ...config import JobConfig, config_from_dict
+from .. import auth
+from ..dashboard import build_dashboard
+from ..queue import Conflict, ReviewQueue
+from ..similar import SimilarIndex
+from ...store import ReviewRow, Store
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "quarry_session"
@@ -76,7 +76,7 @@ class _Context:
         """Rebuilt when labels were added, at most every SIMILAR_REFRESH_S: each decision adds one, and a
         refit per item would cost more than a slightly stale list of neighbours is worth."""
         store = self.store()
-        latest = next(store.iter_rows("SELECT MAX(id) FROM labels"))[0]
+        latest = store.latest_label_id()
         now = time.monotonic()
         with self._similar_lock:
             if self._similar is None or (self._similar[0] != latest and now - self._similar_at >= SIMILAR_REFRESH_S):

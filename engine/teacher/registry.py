@@ -1,0 +1,113 @@
+"""Teacher backends by kind: what `teacher.kind` may name, and where each kind's parts live.
+
+A backend is one `TeacherSpec`: its kind, its options model (a `TeacherOptions` subclass, so the
+shared keys come with it), and two "module:attribute" references that are imported only when used:
+the backend (called with the options, the task and `progress=`) and its `quarry plan` estimate
+(called with the options, the task and `sample=`, `shown=`, `load_tokenizer=`, returning an
+`engine.teacher.estimate.Estimate`). Referring by name keeps this module, and engine/config.py
+which builds the config's union from it, free of every backend's libraries.
+
+Besides the built-ins, an installed distribution may add kinds through the entry-point group
+`quarry_al.teachers`, each entry point naming a `TeacherSpec` (as simonw/llm finds its plugins):
+
+    [project.entry-points."quarry_al.teachers"]
+    echo = "quarry_echo:SPEC"
+
+Plugins are found when engine/config.py is first imported (so a plugin's module must not import
+quarry_al.engine.config itself: it is still being built); one that cannot be loaded is skipped with
+a warning, so a broken plugin costs its own kind and nothing else.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import typing
+import warnings
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Union
+
+from pydantic import Field
+
+from ..core.errors import ConfigError
+from .options import LocalTeacherConfig, OpenAITeacherConfig, TeacherOptions, VLLMTeacherConfig
+
+ENTRY_POINT_GROUP = "quarry_al.teachers"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One kind of teacher; checked when made, so a plugin's mistake shows where it is installed, not mid-run."""
+
+    kind: str
+    options: type[TeacherOptions]
+    backend: str  # "module:attribute" of the backend class or factory
+    estimate: str  # "module:attribute" of the plan estimate
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.options, type) and issubclass(self.options, TeacherOptions)):
+            raise TypeError(f"teacher kind {self.kind!r}: options must subclass TeacherOptions")
+        field = self.options.model_fields.get("kind")
+        if field is None or typing.get_args(field.annotation) != (self.kind,) or field.default != self.kind:
+            raise TypeError(f"teacher kind {self.kind!r}: {self.options.__name__}.kind must be "
+                            f"Literal[{self.kind!r}] = {self.kind!r}")
+        for reference in (self.backend, self.estimate):
+            module, sep, attribute = reference.partition(":")
+            if not (module and sep and attribute):
+                raise TypeError(f"teacher kind {self.kind!r}: {reference!r} is not 'module:attribute'")
+
+    def load_backend(self) -> Callable[..., Any]:
+        """The backend's class or factory; its module (and whatever that imports) is imported now."""
+        return _resolve(self.backend)
+
+    def load_estimate(self) -> Callable[..., Any]:
+        return _resolve(self.estimate)
+
+
+def _resolve(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
+    target: Any = importlib.import_module(module)
+    for name in attribute.split("."):
+        target = getattr(target, name)
+    return target
+
+
+_TEACHER = "quarry_al.engine.teacher"
+BUILTIN: tuple[TeacherSpec, ...] = (
+    TeacherSpec("local", LocalTeacherConfig, f"{_TEACHER}.local:LocalTeacher", f"{_TEACHER}.local:estimate"),
+    TeacherSpec("openai", OpenAITeacherConfig, f"{_TEACHER}.openai_compat:OpenAITeacher",
+                f"{_TEACHER}.openai_compat:estimate"),
+    TeacherSpec("vllm", VLLMTeacherConfig, f"{_TEACHER}.vllm_offline:VLLMTeacher", f"{_TEACHER}.vllm_offline:estimate"),
+)
+
+
+def discover() -> dict[str, TeacherSpec]:
+    """Every kind: the built-ins, then those of installed plugins."""
+    specs = {spec.kind: spec for spec in BUILTIN}
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        where = f"teacher plugin {point.name!r} ({point.value})"
+        try:
+            spec = point.load()
+        except Exception as exc:  # a plugin's own bug, whatever it is, must not stop every quarry command
+            warnings.warn(f"{where} could not be loaded, skipped: {type(exc).__name__}: {exc}", stacklevel=2)
+            continue
+        if not isinstance(spec, TeacherSpec):
+            warnings.warn(f"{where} is a {type(spec).__name__}, not a TeacherSpec: skipped", stacklevel=2)
+        elif spec.kind in specs:
+            warnings.warn(f"{where}: kind {spec.kind!r} is taken by {specs[spec.kind].backend}: skipped", stacklevel=2)
+        else:
+            specs[spec.kind] = spec
+    return specs
+
+
+def spec_for(kind: str) -> TeacherSpec:
+    """The spec of `kind`, built-in or a plugin's, or a one-line ConfigError."""
+    specs = discover()
+    if kind not in specs:
+        raise ConfigError(f"teacher.kind: unknown teacher kind {kind!r} (expected one of: {', '.join(specs)})")
+    return specs[kind]
+
+
+def options_union(specs: dict[str, TeacherSpec]) -> Any:
+    """The type of `JobConfig.teacher`: the kinds' options models, told apart by `kind`."""
+    models = tuple(spec.options for spec in specs.values())
+    return Annotated[Union[models], Field(discriminator="kind")]

@@ -12,7 +12,8 @@ Each phase is a function in PHASES. Today: `generate` (the pool above, timed onl
 maps the shards (np.memmap) and times `select()` alone (wall and CPU seconds); its peak RSS is the
 whole child's high-water mark (VmHWM): interpreter, probabilities, everything.
 A full-pool variant is skipped at a size over its `max_pool` (it holds the pool in memory) or when
-its time at the size before, grown linearly, would pass --skip-over seconds.
+its time at the size before, grown linearly, would pass --skip-over seconds. `--jobs N` runs N children
+at once: CPU seconds and peak RSS stay each child's own, wall seconds then include waiting for the others.
 
 Then the growth exponent of each row: the slope of log(time) against log(N), least squares over the
 sizes it ran at (1 = linear; n log n shows as slightly above 1 over one decade), of wall seconds and of
@@ -28,6 +29,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -184,26 +186,30 @@ def run_child(folder: Path, label: str, k: int, timeout: float) -> dict:
 
 
 def phase_select(n: int, folder: Path, args: argparse.Namespace, earlier: dict[str, dict[int, float]]) -> dict:
-    results = {}
-    for name, label, params, max_pool in VARIANTS:
-        if args.only and label not in args.only:
-            continue
-        before = {size: t for size, t in earlier.get(label, {}).items() if size < n}
-        projected = max((t * n / size for size, t in before.items()), default=0.0)
-        if (max_pool is not None and n > max_pool) or projected > args.skip_over:
-            results[label] = {"skipped": f"not run above {max_pool:,}" if max_pool and n > max_pool
-                              else f"projected {projected:.0f}s > {args.skip_over:g}s"}
-        else:
-            results[label] = run_child(folder, label, args.k, timeout=4 * args.skip_over)
-        cell = results[label]
+    results, runs = {}, {}
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for name, label, params, max_pool in VARIANTS:
+            if args.only and label not in args.only:
+                continue
+            before = {size: t for size, t in earlier.get(label, {}).items() if size < n}
+            projected = max((t * n / size for size, t in before.items()), default=0.0)
+            if max_pool is not None and n > max_pool:
+                results[label] = {"skipped": f"not run above {max_pool:,}"}
+            elif projected > args.skip_over:
+                results[label] = {"skipped": f"projected {projected:.0f}s > {args.skip_over:g}s"}
+            else:
+                runs[label] = pool.submit(run_child, folder, label, args.k, 4 * args.skip_over)
+    results.update({label: run.result() for label, run in runs.items()})
+    results = {v[1]: results[v[1]] for v in VARIANTS if v[1] in results}
+    for label, cell in results.items():
         print(f"  {label:<22} " + (f"{cell['seconds']:8.2f}s wall {cell['cpu_seconds']:8.2f}s cpu "
                                    f"{cell['peak_rss_mb']:8.0f} MB" if "seconds" in cell else
                                    cell.get("skipped") or cell.get("error")), flush=True)
     return results
 
 
-# The round's phases, in order: (pool size, pool folder, arguments, earlier results of this phase by
-# variant and size) -> measurements. FOR THE RAY EXECUTOR: add "load" (read the text shards),
+# The round's phases, in order: (pool size, pool folder, arguments, this phase's wall seconds at the
+# sizes before, by row) -> measurements (a JSON-able dict, kept under the phase's name per pool). FOR THE RAY EXECUTOR: add "load" (read the text shards),
 # "embed" (encode them into float16 shards), "score" (the student's probabilities) and "commit"
 # (write the selection to the store) here, each one a function of this shape; `main` runs and
 # reports every phase in this table.
@@ -249,22 +255,24 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/quarry-scale")
     parser.add_argument("--k", type=int, default=25)
     parser.add_argument("--skip-over", type=float, default=300.0)
+    parser.add_argument("--jobs", type=int, default=1, help="selections run at once (each in its own process)")
     parser.add_argument("--only", nargs="+", help="run only these rows (labels as in the table)")
     parser.add_argument("--summary", default=str(REPO / "bench" / "results_summary" / "scale.md"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return select_child(Path(args.workdir), args.child, args.k)
-    pools, earlier, cpu = [], {}, {}
+    pools, cpu = [], {}
+    history: dict[str, dict[str, dict[int, float]]] = {phase: {} for phase in PHASES}  # wall s by row, size
     for n in sorted(args.pool):
         folder = Path(args.workdir) / f"pool-{n}"
         print(f"pool {n:,} ({folder})", flush=True)
         measured = {"pool": n, "load_average": os.getloadavg()}
         for phase, run in PHASES.items():
-            measured[phase] = run(n, folder, args, earlier)
+            measured[phase] = run(n, folder, args, history[phase])
         for label, cell in measured["select"].items():
             if "seconds" in cell:
-                earlier.setdefault(label, {})[n] = cell["seconds"]
+                history["select"].setdefault(label, {})[n] = cell["seconds"]
                 cpu.setdefault(label, {})[n] = cell["cpu_seconds"]
         cells = measured["select"].values()
         measured["select_seconds"] = {label: c["seconds"] for label, c in measured["select"].items() if "seconds" in c}
@@ -276,8 +284,8 @@ def main() -> None:
         pools.append(measured)
     labels = [v[1] for v in VARIANTS if not args.only or v[1] in args.only]
     report = {"k": args.k, "dim": DIM, "labeled": LABELED, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "pools": pools,
-              "growth": {label: growth(earlier.get(label, {})) for label in labels},
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "jobs": args.jobs, "pools": pools,
+              "growth": {label: growth(history["select"].get(label, {})) for label in labels},
               "growth_cpu": {label: growth(cpu.get(label, {})) for label in labels}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +299,9 @@ def main() -> None:
     summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(f"# Selection at scale (`python bench/scale.py --pool {' '.join(map(str, args.pool))}`)\n\n"
                        f"{report['machine']}, k = {args.k}, d = {DIM} float16 shards of {SHARD_ROWS:,} rows, "
-                       f"{LABELED:,} labeled; load average at each size: "
+                       f"{LABELED:,} labeled, OMP_NUM_THREADS={report['omp_num_threads']}, {args.jobs} selection(s) "
+                       f"at once; wall seconds (CPU seconds) of select(), peak RSS of its process, growth exponent of "
+                       f"wall (CPU) seconds over N; load average at each size: "
                        + ", ".join(f"{p['pool']:,}: {p['load_average'][0]:.1f}" for p in pools)
                        + "\n\n" + "\n".join(lines) + "\n\nPicks shared with exact search (of k): "
                        + "; ".join(f"{p['pool']:,}: {p['same_picks_as_exact']}" for p in pools) + "\n")

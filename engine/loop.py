@@ -13,6 +13,7 @@ from .config import ConfigError, JobConfig, check_strategies, models_to_load
 from .core.models import check_model
 from .data import JobData, load_job_data
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
+from .pool import write_pool
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
@@ -40,7 +41,7 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
         log(f"skipped bad row: {message}")
     folder.create()
     with Store(folder.database) as store:
-        initialize_or_check(store, config, data, log)
+        initialize_or_check(store, config, data, log, folder)
         ctx = RunContext(config, folder, store, list(data.eval), progress, log)
         try:
             return drive(ctx)
@@ -48,15 +49,19 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
             ctx.models.close()
 
 
-def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log) -> None:
-    """A new run stores its pool, seed labels and config; a resumed one must be the same job."""
+def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log, folder: RunFolder | None = None) -> None:
+    """A new run stores its pool (as Parquet shards in `folder`; without one, in the store as before),
+    seed labels and config; a resumed one must be the same job."""
     snapshot = config.model_dump(mode="json")
     if not store.is_initialized():
         if not data.seed and config.loop.initial_labels == 0:
             raise ConfigError("loop.initial_labels: is 0 and there is no data.seed file: the student has nothing to learn from")
-        store.initialize(json.dumps(snapshot),
-                         [(r.item_id, r.text, r.label) for r in data.pool],
-                         [(r.item_id, r.text, r.label) for r in data.seed])
+        seed = [(r.item_id, r.text, r.label) for r in data.seed]
+        if folder is None:
+            store.initialize(json.dumps(snapshot), [(r.item_id, r.text, r.label) for r in data.pool], seed)
+        else:
+            pool = write_pool(folder.pool_dir, ((r.item_id, r.text, r.label) for r in data.pool), config.executor.shard_rows)
+            store.initialize_sharded(json.dumps(snapshot), len(pool), seed)
         log(f"new run: {len(data.pool)} pool items, {len(data.seed)} seed labels, {len(data.eval)} eval items")
         return
     stored = json.loads(store.config_json())

@@ -39,8 +39,8 @@ def train_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None
 def stop_set_round(ctx: RunContext, round_: int, student: Student) -> dict[str, float | None]:
     """Score the fixed stop set; its predictions are kept per round for the next round's kappa."""
     loop = ctx.config.loop
-    rows = stop_set_indices(len(ctx.pool_texts), loop.stopping.stop_set_size, loop.seed)
-    probs = student.score([ctx.pool_texts[i] for i in rows], progress=ctx.progress, desc="stop set").probs
+    rows = stop_set_indices(len(ctx.pool), loop.stopping.stop_set_size, loop.seed)
+    probs = student.score([row.text for row in ctx.pool.rows_at(rows)], progress=ctx.progress, desc="stop set").probs
     ctx.folder.save_stop_set(round_, probs.argmax(axis=1))
     before = ctx.folder.load_stop_set(round_ - 1)
     if before is not None and len(before) != len(probs):  # stop_set_size changed on resume: a different set

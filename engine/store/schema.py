@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
+SCHEMA_VERSION = 3  # 2: review audit log, leases, reviewers and web sessions; 3: the pool in Parquet shards
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,6 +136,12 @@ _ADDED_CALL_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT
                        "confidence_method": "TEXT"}
 
 
+def _migrate_pool_layout(conn: sqlite3.Connection) -> None:
+    """Before version 3 every pool item was a row of `items`: say so, so the run writes its pool shards
+    from those rows (engine/loop.py) and keeps reading them as before."""
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('pool_layout', 'items')")
+
+
 class Transaction:
     """BEGIN IMMEDIATE: take the write lock up front, so a reviewer and the loop never interleave a write,
     and a read-then-write (a lease, a decision, a migration) sees no other writer between the two."""
@@ -193,4 +199,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         version = _version(conn)
         if version is not None and version < 2:
             conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
+        if version is not None and version < 3:
+            _migrate_pool_layout(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -1,0 +1,67 @@
+"""The functions executors map over the pool, as small picklable factories: each builds its model once
+where it runs (this process, or a Ray actor) and then maps batches of texts to arrays, one row per text."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import StudentConfig
+from ..core.models import load_causal_lm, mean_pooled, resolve_model_path
+from ..students import Student
+
+
+@dataclass(frozen=True)
+class StudentScoring:
+    """The student with a round's adapter: class probabilities, pooled states (float16) and, when asked,
+    MC-dropout passes (m, T, c)."""
+
+    config: StudentConfig
+    labels: tuple[str, ...]
+    adapter: str
+    mc_passes: int = 0
+    mc_seed: int = 0
+    progress: bool = False
+
+    def __call__(self):
+        student = Student(self.config, list(self.labels))
+        student.load(self.adapter)
+
+        def score(texts: list[str]) -> dict[str, np.ndarray]:
+            scores = student.score(texts, progress=self.progress, mc_passes=self.mc_passes, mc_seed=self.mc_seed)
+            out = {"probs": scores.probs.astype(np.float32), "embeddings": scores.embeddings.astype(np.float16)}
+            if scores.mc_probs is not None:
+                out["mc_probs"] = np.ascontiguousarray(scores.mc_probs.transpose(1, 0, 2), dtype=np.float32)
+            return out
+
+        return score
+
+
+@dataclass(frozen=True)
+class FrozenEmbedding:
+    """A frozen model's mean-pooled states (a sentence encoder, or the local teacher LLM), as float16."""
+
+    source: str  # encoder | teacher | student (its base encoder, before any training)
+    model: str
+    max_length: int
+    batch_size: int
+    gguf_file: str | None = None
+    cache_dir: str | None = None
+
+    def __call__(self):
+        from transformers import AutoModel, AutoTokenizer
+
+        if self.source == "teacher":
+            tokenizer, lm = load_causal_lm(self.model, self.gguf_file, self.cache_dir)
+            encoder = (lm.get_decoder() if hasattr(lm, "get_decoder") else lm).eval()
+            batch = 16
+        else:
+            path = resolve_model_path(self.model)
+            encoder, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+            batch = self.batch_size
+
+        def embed(texts: list[str]) -> dict[str, np.ndarray]:
+            vectors = mean_pooled(encoder, tokenizer, texts, batch, self.max_length, False)
+            return {"embeddings": np.asarray(vectors, dtype=np.float16)}
+
+        return embed

@@ -1,0 +1,103 @@
+"""The Ray executor: the same functions as the local one, run through Ray Data on a cluster or on this machine.
+
+Scoring and embedding read the pool's Parquet shards with `ray.data.read_parquet` and run `map_batches`
+on a fixed pool of actors (`concurrency=executor.actors`): each actor builds the function once (the
+student with the round's adapter) and scores batch after batch. Results stream back to the driver,
+which writes each batch at its pool positions, so nothing holds the whole pool. A dead actor is
+restarted (`max_restarts`) and its batches retried (`max_task_retries`) by Ray.
+
+Labeling: vLLM teachers run as `ray.data.llm` processors and OpenAI-compatible servers through its
+HTTP processor (engine/executors/ray_llm.py); the local teacher stays on the driver. Either way the
+call cache and the store sit on the driver: every result is cached and committed as it arrives.
+
+`address: null` starts a private Ray on this machine with `num_cpus` and small memory settings;
+"auto" or "ray://host:port" joins a running cluster, whose workers must see the run folder at the
+same path (shared storage) and have Quarry installed (or get it from `runtime_env`).
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+
+from .base import FunctionFactory, Write
+from ..config import ExecutorConfig
+from ..pool import PoolShards
+from ..task import TaskConfig
+from ..teacher import Teacher, build_teacher
+from ..teacher.options import TeacherOptions
+
+
+class _Apply:
+    """A Ray Data actor: builds the function once, then maps batches (pos, text) -> (pos, outputs...)."""
+
+    def __init__(self, make: FunctionFactory):
+        self.function = make()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.function([str(t) for t in batch["text"]])
+        return {"pos": np.asarray(batch["pos"], dtype=np.int64), **out}
+
+
+def checkout_hook() -> functools.partial | None:
+    """When `quarry_al` is a source checkout put on sys.path by hand (tests, bench), workers on this
+    machine must import the same one, not an installed copy: a setup hook that installs it there too."""
+    package = sys.modules.get("quarry_al")
+    if package is None or getattr(package, "__file__", None) is not None or package.__spec__ is not None:
+        return None
+    root = list(package.__path__)[0]
+    code = (f"import sys, types; m = types.ModuleType('quarry_al'); m.__path__ = [{root!r}]; "
+            "sys.modules['quarry_al'] = m")
+    return functools.partial(exec, code, {})
+
+
+class RayExecutor:
+    kind = "ray"
+
+    def __init__(self, config: ExecutorConfig, progress: bool = True):
+        import ray
+
+        self.config, self.progress = config, progress
+        self.started_here = False
+        if not ray.is_initialized():
+            runtime_env = dict(config.runtime_env)
+            hook = checkout_hook() if config.address is None else None
+            if hook is not None:
+                runtime_env.setdefault("worker_process_setup_hook", hook)
+            kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env or None}
+            if config.address is None:
+                kwargs.update(num_cpus=config.num_cpus,
+                              object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None)
+            else:
+                kwargs["address"] = config.address
+            ray.init(**kwargs)
+            self.started_here = True
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = progress
+        context.execution_options.preserve_order = False
+
+    def map_pool(self, pool: PoolShards, make: FunctionFactory, write: Write, desc: str = "scoring") -> None:
+        import ray
+
+        cfg = self.config
+        dataset = ray.data.read_parquet([str(f) for f in pool.files], columns=["pos", "text"])
+        mapped = dataset.map_batches(_Apply, fn_constructor_args=(make,), batch_size=cfg.batch_size,
+                                     batch_format="numpy", concurrency=cfg.actors, num_cpus=cfg.cpus_per_actor,
+                                     max_restarts=cfg.max_restarts, max_task_retries=cfg.max_task_retries)
+        for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+            write(np.asarray(batch.pop("pos")), {name: np.asarray(value) for name, value in batch.items()})
+
+    def build_teacher(self, config: TeacherOptions, task: TaskConfig, progress: bool) -> Teacher:
+        if config.kind in ("vllm", "openai"):
+            from .ray_llm import build_ray_teacher
+
+            return build_ray_teacher(config, task, self.config, progress)
+        return build_teacher(config, task, progress=progress)
+
+    def close(self) -> None:
+        import ray
+
+        if self.started_here and ray.is_initialized():
+            ray.shutdown()
+

@@ -16,8 +16,8 @@ same path (shared storage) and have Quarry installed (or get it from `runtime_en
 """
 from __future__ import annotations
 
-import functools
 import sys
+from typing import Callable
 
 import numpy as np
 
@@ -40,16 +40,17 @@ class _Apply:
         return {"pos": np.asarray(batch["pos"], dtype=np.int64), **out}
 
 
-def checkout_hook() -> functools.partial | None:
+def checkout_hook() -> Callable[[], None] | None:
     """When `quarry_al` is a source checkout put on sys.path by hand (tests, bench), workers on this
-    machine must import the same one, not an installed copy: a setup hook that installs it there too."""
+    machine must import the same one, not an installed copy: a setup hook that installs it there too.
+    It is made in a namespace of its own, so Ray ships it by value (no module to import first)."""
     package = sys.modules.get("quarry_al")
     if package is None or getattr(package, "__file__", None) is not None or package.__spec__ is not None:
         return None
-    root = list(package.__path__)[0]
-    code = (f"import sys, types; m = types.ModuleType('quarry_al'); m.__path__ = [{root!r}]; "
-            "sys.modules['quarry_al'] = m")
-    return functools.partial(exec, code, {})
+    namespace: dict = {"__name__": "quarry_checkout_hook"}
+    exec(f"def install_checkout():\n    import sys, types\n    m = types.ModuleType('quarry_al')\n"
+         f"    m.__path__ = [{list(package.__path__)[0]!r}]\n    sys.modules['quarry_al'] = m\n", namespace)
+    return namespace["install_checkout"]
 
 
 class RayExecutor:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from quarry_al.engine.config import StudentConfig
 from quarry_al.engine.core.models import masked_mean, resolve_model_path
-from quarry_al.engine.students.training import TrainStats, run_steps, step_budget
+from quarry_al.engine.students.training import TrainStats, check_labels, run_steps, step_budget
 from quarry_al.strategies.base import Scores
 
 __all__ = ["Student", "TrainStats"]
@@ -61,11 +61,7 @@ class Student:
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], seed: int, progress: bool = True) -> TrainStats:
         """Train a fresh adapter on all labels so far; deterministic for a seed and an ordered label set."""
-        if not texts:
-            raise ValueError("the student needs at least one label to train on")
-        unknown = sorted(set(labels) - set(self.label_index))
-        if unknown:
-            raise ValueError(f"labels outside the task's label set: {unknown}")
+        check_labels(texts, labels, self.label_index)
         with torch.random.fork_rng(devices=[]):  # seeded head init and dropout, the caller's RNG untouched
             torch.manual_seed(seed)
             return self._fit(texts, labels, seed, progress)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Collection, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -19,6 +19,15 @@ class TrainStats:
     epochs: float
     final_loss: float
     examples: int
+
+
+def check_labels(texts: Sequence[str], labels: Sequence[str], known: Collection[str]) -> None:
+    """A classification student's training set: not empty, and every label one of the task's."""
+    if not texts:
+        raise ValueError("the student needs at least one label to train on")
+    unknown = sorted(set(labels) - set(known))
+    if unknown:
+        raise ValueError(f"labels outside the task's label set: {unknown}")
 
 
 def step_budget(config: StudentConfig, n_examples: int) -> int:

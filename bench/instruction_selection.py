@@ -101,9 +101,11 @@ def ifd_throughput(student: CausalStudent, pairs: list, threads: list[int]) -> d
     student.ifd(pairs[:2])  # warm-up
     for count in threads:
         torch.set_num_threads(count)
-        started = time.perf_counter()
+        clock = Clock()
         student.ifd(pairs)
-        rates[f"{count}_threads"] = round(len(pairs) / (time.perf_counter() - started), 3)
+        clock.lap("ifd")
+        rates[f"{count}_threads"] = round(len(pairs) / clock.times["ifd_s"], 3)
+        rates[f"{count}_threads_per_cpu_s"] = round(len(pairs) / clock.times["ifd_cpu_s"], 3)
     torch.set_num_threads(before)
     return rates
 
@@ -118,17 +120,30 @@ def judge_preference(judge: CausalStudent, tasks: list, first: list[str], second
     return (as_a + as_b) / 2
 
 
+class Clock:
+    """Wall and CPU seconds of each phase: on a shared machine only CPU seconds say what a step costs."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.times[f"{name}_s"], self.times[f"{name}_cpu_s"] = round(wall - self._wall, 1), round(cpu - self._cpu, 1)
+        self._wall, self._cpu = wall, cpu
+
+
 def run_condition(learner: CausalStudent, train: list, seed: int, data: dict) -> dict:
-    started = time.perf_counter()
+    clock = Clock()
     stats = learner.fit(train, seed=seed, progress=True)
-    trained = time.perf_counter()
+    clock.lap("train")
     refs_nll, heldout_nll = learner.response_nll(data["refs"]), learner.response_nll(data["heldout"])
-    evaluated = time.perf_counter()
+    clock.lap("eval")
     answers = learner.drafts(data["judge"])[3]
+    clock.lap("answer")
     return {"train_pairs": len(train), "steps": stats.steps, "final_loss": stats.final_loss,
             "eval_nll_refs": float(np.mean(refs_nll)), "eval_nll_heldout": float(np.mean(heldout_nll)),
-            "answers": answers, "train_s": round(trained - started, 1), "eval_s": round(evaluated - trained, 1),
-            "answer_s": round(time.perf_counter() - evaluated, 1)}
+            "answers": answers, **clock.times}
 
 
 def subset_stats(learner: CausalStudent, scores, rows: np.ndarray, pairs: list) -> dict:
@@ -182,7 +197,7 @@ def main() -> None:
     if results.get("settings") != settings:
         results = {"settings": settings, "conditions": {}, "timings": {}}
     save = lambda: out.write_text(json.dumps(results, indent=1))  # noqa: E731
-    started = time.perf_counter()
+    started = Clock()
     data = load_data(args)
     print({name: len(rows) for name, rows in data.items()}, flush=True)
     config = StudentConfig(kind="causal", max_length=args.max_length, batch_size=args.batch_size,
@@ -198,17 +213,21 @@ def main() -> None:
         saved = np.load(scores_path)
         scores = GenerationScores(**{k: saved[k] for k in saved.files}, drafts=())
     else:
-        began = time.perf_counter()
+        clock = Clock()
         scores = base.score(data["scored"], progress=True, drafts=True)
-        results["timings"]["scoring_s"] = round(time.perf_counter() - began, 1)
+        clock.lap("scoring")
+        results["timings"].update(clock.times)
         np.savez(scores_path, **{k: getattr(scores, k) for k in ("token_entropy", "draft_nll", "ifd", "cond_nll",
                                                                   "uncond_nll", "embeddings")})
         results["pool_scores"] = {"flagged_share": float(scores.flagged.mean()), "mean_ifd": float(np.nanmean(scores.ifd)),
                                   "mean_token_entropy": float(np.nanmean(scores.token_entropy))}
         save()
     if "base" not in results:
+        clock = Clock()
         results["base"] = {"eval_nll_refs": float(np.mean(base.response_nll(data["refs"]))),
                            "eval_nll_heldout": float(np.mean(base.response_nll(data["heldout"])))}
+        clock.lap("base_eval")
+        results["timings"].update(clock.times)
         save()
     k = int(round(args.fraction * len(data["scored"])))
     state = SelectionState(labeled=np.zeros(len(data["scored"]), dtype=bool))
@@ -218,25 +237,26 @@ def main() -> None:
             key = f"seed{seed}/{name}"
             if key in results["conditions"]:
                 continue
-            began = time.perf_counter()
+            clock = Clock()
             if name == "all":
                 rows = np.arange(len(data["scored"]))
             else:
                 registry, params = STRATEGIES[name]
                 rows = make_strategy(registry, params).select(scores.as_scores(), state, k, np.random.default_rng(seed))
-            condition = run_condition(learner, [data["scored"][i] for i in rows], seed, data)
+            clock.lap("select")
+            condition = {**run_condition(learner, [data["scored"][i] for i in rows], seed, data), **clock.times}
             condition["subset"] = subset_stats(learner, scores, rows, data["scored"])
-            condition["select_s"] = round(time.perf_counter() - began - condition["train_s"] - condition["eval_s"]
-                                          - condition["answer_s"], 1)
             results["conditions"][key] = condition
             save()
             print(f"{key}: refs NLL {condition['eval_nll_refs']:.3f}, held-out NLL "
                   f"{condition['eval_nll_heldout']:.3f} ({condition['train_s']:.0f} s training)", flush=True)
-        began = time.perf_counter()
+        clock = Clock()
         judge_all(base, data, results, args)
-        results["timings"][f"judge_seed{seed}_s"] = round(time.perf_counter() - began, 1)
+        clock.lap(f"judge_seed{seed}")
+        results["timings"].update(clock.times)
         save()
-    results["timings"]["total_s_this_run"] = round(time.perf_counter() - started, 1)
+    started.lap("this_run")
+    results["timings"].update(started.times)
     rows = summarise(results, args)
     results["summary"] = rows
     save()

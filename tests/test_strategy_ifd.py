@@ -42,3 +42,17 @@ def test_needs_and_params():
     assert err.value.param == "exclude_flagged"
     with pytest.raises(ValueError, match=r"strategy 'ifd' needs scores.ifd"):
         make_strategy("ifd").select(Scores(probs=np.ones((3, 1))), state(3), 2, np.random.default_rng(0))
+
+
+def test_generation_scores_survive_the_run_folder(tmp_path):
+    from quarry_al.engine.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path).create()
+    saved = Scores(probs=np.ones((3, 1)), embeddings=np.zeros((3, 2)), token_entropy=np.array([0.5, 1.0, 2.0]),
+                   ifd=np.array([0.3, np.nan, 1.2]))
+    folder.save_scores(0, saved)
+    loaded = folder.load_scores(0)
+    np.testing.assert_array_equal(loaded.token_entropy, saved.token_entropy)
+    np.testing.assert_array_equal(loaded.ifd, saved.ifd)
+    folder.save_scores(1, Scores(probs=np.ones((3, 1)), embeddings=np.zeros((3, 2))))
+    assert folder.load_scores(1).ifd is None and folder.load_scores(1).token_entropy is None

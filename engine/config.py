@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .core.errors import ConfigError
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
-from .teacher.options import LocalTeacherConfig
+from .teacher.options import GenerationOptions, LocalTeacherConfig
 from .teacher.registry import discover, options_union
 from ..strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
@@ -38,6 +38,7 @@ class DataConfig(_Strict):
     id_field: str = "id"
     text_field: str = "text"
     label_field: str = "label"  # gold label, used by simulated review and for evaluation
+    input_field: str = "input"  # generation: the instruction's input (text_field is the instruction, label_field the reference)
     on_bad_row: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
@@ -150,6 +151,9 @@ class RoutingConfig(_Strict):
     target_precision: float | None = Field(default=None, gt=0, lt=1)
     min_reviewed: int = Field(default=30, gt=0)
     audit_rate: float = Field(default=0.0, ge=0, le=1)  # share of accepted labels a person checks anyway
+    # Generation: the signal that is the teacher's confidence (engine/tasks/signals.py); judge and
+    # self_consistency must be among teacher.generation.signals. None for classification.
+    signal: Literal["judge", "self_consistency", "student_nll", "length"] | None = None
 
 
 class ReviewConfig(_Strict):
@@ -168,7 +172,7 @@ class StoppingConfig(_Strict):
     plateau_min_delta: float = Field(default=0.0, ge=0)
     min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
     min_gain_rounds: int = Field(default=2, gt=0)
-    metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+    metric: Literal["eval_accuracy", "eval_macro_f1", "eval_nll"] = "eval_accuracy"  # eval_nll: lower is better
     # Label-free criteria on a fixed stop set of pool items, scored by each round's student:
     stabilizing_kappa: float | None = Field(default=None, gt=0, le=1)  # stop at mean kappa >= this (e.g. 0.99)
     stabilizing_window: int = Field(default=3, gt=0)  # over this many consecutive round pairs
@@ -201,13 +205,86 @@ class JobConfig(_Strict):
     review: ReviewConfig = ReviewConfig()
     loop: LoopConfig = LoopConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """A generation task's defaults for the keys the config leaves out (engine/tasks/generation.py)."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or data["task"].get("kind") != "generation":
+            return data
+        merged = dict(data)
+        for section, defaults in GENERATION_DEFAULTS.items():
+            given = merged.get(section)
+            if given is None or isinstance(given, dict):
+                merged[section] = _with_defaults(given or {}, defaults)
+        return merged
+
     @model_validator(mode="after")
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
             raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
         if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
             raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
+        problem = (_generation_problem if self.task.kind == "generation" else _classification_problem)(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+# What a generation task changes in the defaults (a key the config gives wins).
+GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"text_field": "instruction", "label_field": "output"},
+    "student": {"kind": "causal"},
+    "strategy": {"name": "token_entropy"},
+    "routing": {"signal": "judge"},
+    "loop": {"stopping": {"metric": "eval_nll"}},
+}
+
+
+def _with_defaults(given: dict, defaults: dict) -> dict:
+    merged = dict(given)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+            merged[key] = _with_defaults(merged.get(key) or {}, value)
+        else:
+            merged.setdefault(key, value)
+    return merged
+
+
+def _generation_problem(config: "JobConfig") -> str | None:
+    """The first key of a generation job that makes no sense for answers (one line), or None."""
+    teacher, routing, stopping = config.teacher, config.routing, config.loop.stopping
+    if config.student.kind != "causal":
+        return "student.kind: a generation task needs the causal student (student.kind: causal)"
+    if teacher.prompt != type(teacher).model_fields["prompt"].default:
+        return "teacher.prompt: is the classification template; a generation task's is teacher.generation.prompt"
+    if teacher.few_shot.k or teacher.few_shot.per_label:
+        return "teacher.few_shot: few-shot examples are for classification tasks only"
+    if routing.student_agreement != "ignore":
+        return "routing.student_agreement: a generation task has no student label to agree with; use ignore"
+    if routing.signal in ("judge", "self_consistency") and routing.signal not in teacher.generation.signals:
+        return (f"routing.signal: {routing.signal} is not measured; add it to teacher.generation.signals "
+                f"(now {teacher.generation.signals})")
+    if stopping.metric != "eval_nll":
+        return f"loop.stopping.metric: a generation task is evaluated by eval_nll, not {stopping.metric}"
+    if stopping.uses_stop_set:
+        return "loop.stopping: stabilizing_kappa and max_uncertainty compare class predictions; a generation task has none"
+    return None
+
+
+def _classification_problem(config: "JobConfig") -> str | None:
+    if config.routing.signal is not None:
+        return "routing.signal: chooses a generation task's confidence signal; a classification task has its teacher's"
+    if config.teacher.generation != GenerationOptions():
+        return "teacher.generation: is for generation tasks (task.kind: generation)"
+    if config.loop.stopping.metric == "eval_nll":
+        return "loop.stopping.metric: eval_nll is a generation task's; use eval_accuracy or eval_macro_f1"
+    return None
+
+
+# Strategies that read a causal student's generation scores, and those that read only embeddings (either kind);
+# the rest read class probabilities, which a generation task does not have.
+GENERATION_STRATEGIES = frozenset({"token_entropy", "ifd", "superfilter"})
+EITHER_KIND = frozenset({"random", "coreset", "kmeans"})  # kmeans with pick: nearest
 
 
 def check_strategies(config: JobConfig) -> None:
@@ -217,6 +294,12 @@ def check_strategies(config: JobConfig) -> None:
             ("strategy.name", "strategy.params", config.strategy.name, config.strategy.params),
             ("strategy.cold_start", "strategy.cold_start_params", config.strategy.cold_start,
              config.strategy.cold_start_params)):
+        if (name in GENERATION_STRATEGIES) != (config.task.kind == "generation") and name not in EITHER_KIND:
+            which = "a generation task's" if name in GENERATION_STRATEGIES else "a classification task's"
+            raise ConfigError(f"{name_key}: {name!r} is {which} strategy; task.kind is {config.task.kind} "
+                              f"(for generation: {', '.join(sorted(GENERATION_STRATEGIES | EITHER_KIND))})")
+        if config.task.kind == "generation" and params.get("pick") == "uncertain":
+            raise ConfigError(f"{params_key}.pick: 'uncertain' reads class probabilities; a generation task has none")
         try:
             strategy = make_strategy(name, params)
         except StrategyParamError as exc:
@@ -226,6 +309,8 @@ def check_strategies(config: JobConfig) -> None:
         if name_key == "strategy.cold_start" and MC_PROBS in needs_of(strategy):
             raise ConfigError(f"strategy.cold_start: {name!r} needs MC-dropout passes of a trained student, "
                               "which round 0 does not have (use random or kmeans)")
+        if config.student.kind == "causal" and MC_PROBS in needs_of(strategy):
+            raise ConfigError(f"{name_key}: {name!r} needs MC-dropout passes, which the causal student does not have")
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

@@ -33,8 +33,9 @@ class DataError(QuarryError, ValueError):
 class Record:
     item_id: str
     text: str
-    label: str | None  # the gold label, when the file has one
+    label: str | None  # the gold label, when the file has one (generation: the reference answer)
     where: str  # "path:line", or "path:row N" for parquet files, datasets and JSON arrays
+    input: str | None = None  # generation: the instruction's input (text is the instruction)
 
 
 @dataclass(frozen=True)
@@ -403,11 +404,22 @@ def read_instruction_records(
 # ------------------------------------------------------------------------------------------------- a job
 
 
-def _read_role(data: DataConfig, role: str, source: str, label_names: list[str], require_label: bool,
+# Reads one role's file: (data config, source, require_label, skipped) -> records.
+RoleReader = Callable[[DataConfig, str, bool, list[str]], list[Record]]
+
+
+def label_reader(label_names: list[str]) -> RoleReader:
+    """A classification job's rows: a text and (where given) one of the labels."""
+    def read(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> list[Record]:
+        return read_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
+                            require_label=require_label, label_names=label_names, on_bad_row=data.on_bad_row,
+                            skipped=skipped)
+    return read
+
+
+def _read_role(data: DataConfig, role: str, source: str, read: RoleReader, require_label: bool,
                skipped: list[str]) -> list[Record]:
-    records = read_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
-                           require_label=require_label, label_names=label_names, on_bad_row=data.on_bad_row,
-                           skipped=skipped)
+    records = read(data, source, require_label, skipped)
     if not records:
         raise DataError(f"{source}: data.{role}: no usable records")
     return records
@@ -419,7 +431,7 @@ def _kept_in_order(records: list[Record], indexes: np.ndarray) -> list[Record]:
 
 
 def _carve_eval(pool: list[Record], eval_size: int, seed: int, max_pool: int | None,
-                source: str) -> tuple[list[Record], list[Record]]:
+                source: str, label_field: str = "label") -> tuple[list[Record], list[Record]]:
     """Eval is a seeded random sample of the pool; max_pool then caps the rest with the same shuffle."""
     if eval_size >= len(pool):
         raise DataError(f"{source}: data.split.eval_size is {eval_size}, but the pool has only {len(pool)} "
@@ -429,7 +441,7 @@ def _carve_eval(pool: list[Record], eval_size: int, seed: int, max_pool: int | N
     evaluation = _kept_in_order(pool, order[:eval_size])
     unlabeled = [r for r in evaluation if r.label is None]
     if unlabeled:
-        raise DataError(f"{unlabeled[0].where}: field 'label' is missing, and the item was drawn for evaluation "
+        raise DataError(f"{unlabeled[0].where}: field '{label_field}' is missing, and the item was drawn for evaluation "
                         f"by data.split ({len(unlabeled)} of {eval_size} drawn items have no gold label)")
     return _kept_in_order(pool, rest), evaluation
 
@@ -442,24 +454,27 @@ def _cap(pool: list[Record], max_pool: int | None, seed: int) -> list[Record]:
     return _kept_in_order(pool, order[:max_pool])
 
 
-def load_job_data(data: DataConfig, label_names: list[str]) -> JobData:
+def load_job_data(data: DataConfig, label_names: list[str], read: RoleReader | None = None) -> JobData:
     """Pool, seed and eval records for a job, with the eval set carved from the pool when data.split says so.
+    `read` reads one file's rows (a task kind's; default: texts with one of `label_names`).
 
     Seed items are removed from the pool before the split, so eval never holds an item the student
     trains on, and the pool never asks for a label the seed already gives. Eval read from its own
     file may overlap the pool (by id or text): that is the user's choice and is not reported.
     """
     skipped: list[str] = []
-    pool = _read_role(data, "pool", data.pool, label_names, False, skipped)
-    seed = _read_role(data, "seed", data.seed, label_names, True, skipped) if data.seed else []
-    evaluation = _read_role(data, "eval", data.eval, label_names, True, skipped) if data.eval else []
+    read = read or label_reader(label_names)
+    pool = _read_role(data, "pool", data.pool, read, False, skipped)
+    seed = _read_role(data, "seed", data.seed, read, True, skipped) if data.seed else []
+    evaluation = _read_role(data, "eval", data.eval, read, True, skipped) if data.eval else []
     if seed:
         seed_ids = {r.item_id for r in seed}
         pool = [r for r in pool if r.item_id not in seed_ids]
         if not pool:
             raise DataError(f"{data.pool}: data.pool: every item is also in the seed file {data.seed}")
     if data.split is not None:
-        pool, evaluation = _carve_eval(pool, data.split.eval_size, data.split.seed, data.max_pool, data.pool)
+        pool, evaluation = _carve_eval(pool, data.split.eval_size, data.split.seed, data.max_pool, data.pool,
+                                       data.label_field)
     else:
         pool = _cap(pool, data.max_pool, 0)
     return JobData(pool=pool, seed=seed, eval=evaluation, skipped=skipped)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
+from .calibration import Calibration, ReviewedItem, answer_signal_aurocs, choose_threshold, precision_curve, signal_aurocs
 from .config import RoutingConfig
 from .core.files import atomic_write, write_text
 from .run_folder import RunFolder
@@ -20,21 +20,32 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+# Each task kind's evaluation columns: (heading, metrics key).
+_EVALUATION = {"classification": (("acc", "eval_accuracy"), ("macro-F1", "eval_macro_f1"),
+                                  ("teacher-acc", "teacher_accuracy_vs_gold")),
+               "generation": (("eval-NLL", "eval_nll"), ("kept-as-is", "teacher_acceptance_rate"),
+                              ("teacher-pass", "teacher_pass_rate"))}
+
+
+def _kind(config: dict[str, Any]) -> str:
+    return (config.get("task") or {}).get("kind", "classification")
+
+
 def status_text(store: Store) -> str:
     config = json.loads(store.config_json())
     rounds = store.rounds()
     counts = store.label_counts()
+    evaluation = _EVALUATION[_kind(config)]
     lines = [f"job {config['name']}: {len(rounds)} rounds, labels: seed {counts['seed']}, teacher {counts['teacher']}, "
              f"human {counts['human']}; pending reviews {store.pending_count()}"]
-    header = ("round", "phase", "strategy", "labels", "teacher", "human", "pending", "acc", "macro-F1", "teacher-acc", "human%")
+    header = ("round", "phase", "strategy", "labels", "teacher", "human", "pending", *(h for h, _ in evaluation), "human%")
     table = [header]
     for r in rounds:
         m = r.metrics or {}
         share = m.get("human_share")
         table.append((str(r.round), r.phase, r.strategy, _num(m.get("labeled_total")), _num(m.get("labeled_by_teacher")),
-                      _num(m.get("labeled_by_human")), _num(m.get("pending_review")), _num(m.get("eval_accuracy")),
-                      _num(m.get("eval_macro_f1")), _num(m.get("teacher_accuracy_vs_gold")),
-                      "-" if share is None else f"{100 * share:.0f}"))
+                      _num(m.get("labeled_by_human")), _num(m.get("pending_review")),
+                      *(_num(m.get(key)) for _, key in evaluation), "-" if share is None else f"{100 * share:.0f}"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     usage = store.teacher_usage()
@@ -56,10 +67,14 @@ def write_report(store: Store, folder: RunFolder) -> Path:
     import matplotlib.pyplot as plt
 
     history = store.history()
+    kind = _kind(json.loads(store.config_json()))
     fig, (curve, sources) = plt.subplots(1, 2, figsize=(11, 4))
     x = [m["labeled_total"] for m in history]
-    curve.plot(x, [m["eval_accuracy"] for m in history], marker="o", label="accuracy")
-    curve.plot(x, [m["eval_macro_f1"] for m in history], marker="s", label="macro-F1")
+    if kind == "generation":
+        curve.plot(x, [m["eval_nll"] for m in history], marker="o", label="eval NLL (lower is better)")
+    else:
+        curve.plot(x, [m["eval_accuracy"] for m in history], marker="o", label="accuracy")
+        curve.plot(x, [m["eval_macro_f1"] for m in history], marker="s", label="macro-F1")
     curve.set_xlabel("labels")
     curve.set_ylabel("evaluation score")
     curve.set_title("Learning curve")
@@ -79,7 +94,8 @@ def write_report(store: Store, folder: RunFolder) -> Path:
     atomic_write(folder.report_file("report.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     calibration = _calibration_section(store, folder, plt)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_num(m.get(k)))}</td>" for k in _REPORT_COLUMNS) + "</tr>"
+    columns = _REPORT_COLUMNS[kind]
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_num(m.get(k)))}</td>" for k in columns) + "</tr>"
                    for m in history)
     return write_text(folder.report_file("report.html"),
         "<!doctype html><meta charset='utf-8'><title>Quarry report</title>"
@@ -87,7 +103,7 @@ def write_report(store: Store, folder: RunFolder) -> Path:
         "tr:nth-child(even){background:#f3f3f3}</style>"
         f"<h1>{html.escape(json.loads(store.config_json())['name'])}</h1>"
         f"<p>{html.escape(store.meta('stop_reason') or 'running')}</p><img src='report.png' width='900'>"
-        "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in _REPORT_COLUMNS) + f"</tr>{rows}</table>"
+        "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in columns) + f"</tr>{rows}</table>"
         + calibration)
 
 
@@ -120,8 +136,7 @@ def _calibration_section(store: Store, folder: RunFolder, plt: Any) -> str:
     fig.tight_layout()
     atomic_write(folder.report_file("calibration.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
-    aurocs = "".join(f"<tr><td>{html.escape(name)}</td><td>{_num(value)}</td></tr>"
-                     for name, value in signal_aurocs(items).items())
+    aurocs = _auroc_table(items, routing)
     audited = sum(1 for i in items if i.weight != 1.0)
     chosen_text = "" if chosen is None else (
         f"<p>Threshold meeting precision {target:g}: "
@@ -131,11 +146,32 @@ def _calibration_section(store: Store, folder: RunFolder, plt: Any) -> str:
     return ("<h2>Routing calibration</h2>"
             f"<p>{len(items)} reviewed teacher labels, {audited} of them audits of accepted labels "
             "(weighted by 1/audit rate).</p>" + chosen_text + "<img src='calibration.png' width='600'>"
-            "<h3>AUROC of each confidence signal (right vs wrong teacher label)</h3>"
-            f"<table><tr><th>signal</th><th>AUROC</th></tr>{aurocs}</table>")
+            + aurocs)
 
 
-_REPORT_COLUMNS = ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
-                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "routing_threshold",
-                   "calibrated_precision", "teacher_prompt_tokens", "teacher_cost",
-                   "seconds_scoring", "seconds_labeling", "seconds_training")
+def _auroc_table(items: list[ReviewedItem], routing: RoutingConfig) -> str:
+    """How well each confidence signal tells right teacher labels from wrong ones; for written answers, answers
+    people kept as they were from those they changed, each signal beside the length baseline."""
+    if any(i.signals for i in items):
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}{' (routing)' if name == routing.signal else ''}"
+            f"{' (baseline)' if name == 'length' else ''}</td><td>{_num(value)}</td><td>{count}</td></tr>"
+            for name, (value, count) in answer_signal_aurocs(items).items())
+        return ("<h3>AUROC of each confidence signal (answer kept as it was vs changed by a person)</h3>"
+                f"<table><tr><th>signal</th><th>AUROC</th><th>items</th></tr>{rows}</table>")
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{_num(value)}</td></tr>"
+                   for name, value in signal_aurocs(items).items())
+    return ("<h3>AUROC of each confidence signal (right vs wrong teacher label)</h3>"
+            f"<table><tr><th>signal</th><th>AUROC</th></tr>{rows}</table>")
+
+
+_REPORT_COLUMNS = {
+    "classification": ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
+                       "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "routing_threshold",
+                       "calibrated_precision", "teacher_prompt_tokens", "teacher_cost",
+                       "seconds_scoring", "seconds_labeling", "seconds_training"),
+    "generation": ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review", "eval_nll",
+                   "teacher_acceptance_rate", "teacher_pass_rate", "accepted_pass_rate", "human_share",
+                   "routing_threshold", "calibrated_precision", "teacher_prompt_tokens", "teacher_completion_tokens",
+                   "teacher_cost", "seconds_scoring", "seconds_labeling", "seconds_training"),
+}

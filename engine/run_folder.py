@@ -57,8 +57,8 @@ class RunFolder:
         return self.root / "scores" / f"round-{round_:03d}.npz"
 
     def save_scores(self, round_: int, scores: Scores) -> None:
-        arrays = {"probs": scores.probs, "embeddings": scores.embeddings}
-        for name in _OPTIONAL_SCORES:
+        arrays = {"probs": scores.probs}
+        for name in ("embeddings", *_OPTIONAL_SCORES):
             if getattr(scores, name) is not None:
                 arrays[name] = getattr(scores, name)
         save_arrays(self.scores_path(round_), **arrays)
@@ -72,7 +72,7 @@ class RunFolder:
         mc = saved.get("mc_probs")
         if mc_passes and (mc is None or len(mc) != mc_passes):
             return None
-        return Scores(probs=saved["probs"], embeddings=saved["embeddings"], mc_probs=mc if mc_passes else None,
+        return Scores(probs=saved["probs"], embeddings=saved.get("embeddings"), mc_probs=mc if mc_passes else None,
                       token_entropy=saved.get(TOKEN_ENTROPY), ifd=saved.get(IFD))
 
     def load_probs(self, round_: int) -> np.ndarray | None:
@@ -81,7 +81,7 @@ class RunFolder:
 
     def load_pool_embeddings(self, round_: int) -> np.ndarray | None:
         path = self.scores_path(round_)
-        return load_arrays(path)["embeddings"] if path.is_file() else None
+        return load_arrays(path).get("embeddings") if path.is_file() else None
 
     # --- stop set -------------------------------------------------------------------------
     def stop_set_path(self, round_: int) -> Path:

@@ -27,7 +27,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ...config import JobConfig, config_from_dict
 from .. import auth
+from ..answers import answer_diff
 from ..dashboard import build_dashboard
+from ..kinds import review_kind
 from ..queue import Conflict, ReviewQueue
 from ..similar import SimilarIndex
 from ...store import ReviewRow, Store
@@ -62,6 +64,7 @@ class _Context:
         with Store(db_path) as store:
             self.config: JobConfig = config_from_dict(json.loads(store.config_json()))
         self.labels = self.config.task.label_names
+        self.review = review_kind(self.config)  # what the task kind shows and accepts
 
     def store(self) -> Store:
         store = getattr(self._local, "store", None)
@@ -92,7 +95,7 @@ def _item_json(ctx: _Context, item: ReviewRow, expires_at: float | None = None) 
         "teacher_label": item.teacher_label, "teacher_confidence": item.teacher_confidence,
         "teacher_raw": item.teacher_raw, "student_label": item.student_label,
         "student_confidence": item.student_confidence, "expires_at": expires_at,
-        "similar": [asdict(n) for n in neighbours],
+        "similar": [asdict(n) for n in neighbours], **ctx.review.item_fields(item),
     }
 
 
@@ -200,7 +203,7 @@ def create_app(db_path: str | Path) -> FastAPI:
         session = session_of(request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        return page(request, "queue.html", session=session, labels=ctx.labels)
+        return page(request, ctx.review.page, session=session, labels=ctx.labels)
 
     @app.post("/api/next")
     def next_item(request: Request, exclude: str = "") -> dict[str, Any]:
@@ -221,16 +224,19 @@ def create_app(db_path: str | Path) -> FastAPI:
         session = await run_in_threadpool(require_csrf, request, request.headers.get("x-csrf-token"))
         if not isinstance(body, dict) or not isinstance(body.get("item_id"), str):
             raise HTTPException(422, "expected {\"item_id\": ..., \"label\": ... or null, \"correct\": bool}")
-        label = body.get("label")
-        if label is not None and label not in ctx.labels:
-            raise HTTPException(422, f"label {label!r} is not one of {ctx.labels}")
+        label, how = body.get("label"), body.get("how")
+        problem = None if label is None else ctx.review.check(label)
+        if problem:
+            raise HTTPException(422, problem)
+        if how not in (None, "edit", "rewrite"):
+            raise HTTPException(422, "how: must be edit or rewrite")
 
         def apply() -> dict[str, Any]:
             queue = ctx.queue()
             if body.get("correct"):
-                outcome = queue.correct(session.reviewer, body["item_id"], label, via="web")
+                outcome = queue.correct(session.reviewer, body["item_id"], label, via="web", edit=how)
             else:
-                outcome = queue.decide(session.reviewer, body["item_id"], label, via="web")
+                outcome = queue.decide(session.reviewer, body["item_id"], label, via="web", edit=how)
             return {"ok": True, "decision_id": outcome.record.id, "kind": outcome.record.kind,
                     "complete": outcome.complete, "pending": ctx.store().pending_count()}
 
@@ -260,8 +266,8 @@ def create_app(db_path: str | Path) -> FastAPI:
             return {"item": None}
         item = queue.item(record.item_id)
         assert item is not None
-        return {"item": _item_json(ctx, item), "decision": {"id": record.id, "label": record.label,
-                                                            "kind": record.kind}}
+        return {"item": _item_json(ctx, item), "decision": {"id": record.id, "label": record.label, "kind": record.kind,
+                                                            "diff": answer_diff(item.teacher_label, record.label)}}
 
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request) -> Response:

@@ -73,6 +73,7 @@
       $("mode").textContent = entry.correcting ? `Correcting your decision (${entry.correcting.label ?? "skip"}); Esc cancels` : "";
       card.dataset.itemId = it.item_id;
     }
+    if (window.quarryShow) window.quarryShow(entry);  // a task kind's own fields (review_answers.js)
     if (keyAt !== null) {
       const pressed = keyAt;
       keyAt = null;
@@ -113,9 +114,10 @@
     startPrefetch();
   }
 
-  function decide(label) {
+  function decide(label, how) {
     const entry = current;
     const body = { item_id: entry.item.item_id, label, correct: !!entry.correcting };
+    if (how) body.how = how;  // a written answer changed: "edit" or "rewrite"
     // Chained: decisions reach the server in the order they were made (undo relies on it).
     lastPost = lastPost.then(() => post("/api/decide", body)).then(async (r) => {
       const d = await r.json().catch(() => ({}));
@@ -138,10 +140,11 @@
     if (!d.item) { notice("Nothing earlier to correct."); return; }
     if (current && !current.correcting) resume.push(current.item);
     undoCursor = d.decision.id;
-    show({ item: d.item, correcting: { id: d.decision.id, label: d.decision.label } });
+    show({ item: d.item, correcting: { id: d.decision.id, label: d.decision.label, diff: d.decision.diff } });
   }
 
   function onKey(key) {
+    if (window.quarryKey && current && window.quarryKey(key, current)) { keyAt = null; return; }
     if (key === "u") { keyAt = null; undo().catch((e) => notice(`Undo failed (${e.message})`)); return; }
     if (!current) { keyAt = null; return; }
     if (key === "Escape" && current.correcting) { undoCursor = null; advance(null); return; }
@@ -174,5 +177,7 @@
     if (held.length) post("/api/release", { leases: held }, true);
   });
 
+  window.quarryDecide = (label, how) => { if (current) decide(label, how); };
+  window.quarryNotice = notice;
   advance(null);
 })();

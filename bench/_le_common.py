@@ -87,13 +87,16 @@ def aulc(counts, values) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
 
 
-def frozen_embeddings(model: str, set_name: str, texts: list[str]) -> np.ndarray:
-    """Mean-pooled states of the untrained encoder (what the loop's round 0 k-means sees), cached per set."""
+def frozen_embeddings(model: str, set_name: str, texts: list[str], cache_only: bool = False) -> np.ndarray | None:
+    """Mean-pooled states of the untrained encoder (what the loop's round 0 k-means sees), cached per set;
+    with `cache_only`, None when they are not cached yet."""
     from quarry_al.engine.embeddings import cached, encoder_embeddings
 
     key = hashlib.sha256(f"{model}\x00{len(texts)}\x00{texts[0]}\x00{texts[-1]}".encode()).hexdigest()[:10]
-    return cached(CACHE / f"frozen-{set_name}-{Path(model).name}-{key}.npz",
-                  lambda: encoder_embeddings(model, texts, max_length=128))
+    path = CACHE / f"frozen-{set_name}-{Path(model).name}-{key}.npz"
+    if cache_only and not path.is_file():
+        return None
+    return cached(path, lambda: encoder_embeddings(model, texts, max_length=128))
 
 
 class MemoStudent:
@@ -114,12 +117,15 @@ class MemoStudent:
         digest = hashlib.sha256(np.sort(rows).astype(np.int64).tobytes()).hexdigest()[:16]
         return hashlib.sha256(f"{self.tag}|{round_}|{digest}".encode()).hexdigest()[:20]
 
-    def round(self, round_: int, rows: np.ndarray, y: np.ndarray, need_scores: bool) -> dict:
-        """Fit on the labeled rows (in the order given), predict the test set, score the pool if asked."""
+    def round(self, round_: int, rows: np.ndarray, y: np.ndarray, need_scores: bool, cache_only: bool = False):
+        """Fit on the labeled rows (in the order given), predict the test set, score the pool if asked; with
+        `cache_only`, None where that has not been computed yet (replaying an unfinished arm)."""
         key = self._key(round_, rows)
         path = CACHE / f"fit-{key}.npz"
         saved = dict(np.load(path)) if path.is_file() else {}
         out = {"cached": bool(saved)}
+        if cache_only and (not saved or (need_scores and "probs" not in saved)):
+            return None
         if not saved or (need_scores and "probs" not in saved):
             if self._fitted_key != key:
                 started = time.perf_counter()

@@ -10,7 +10,11 @@ import numpy as np
 
 
 def load(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    """Finished arms (*.json) and unfinished ones (*.partial: the rounds done so far)."""
+    done = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    partial = [json.loads(p.read_text()) for p in sorted(out.glob("*.partial"))
+               if not p.with_suffix(".json").is_file()]
+    return done + [r for r in partial if len(r["labels"]) > 1]
 
 
 def groups(results: list[dict]) -> dict[tuple, dict[str, list[dict]]]:
@@ -22,32 +26,42 @@ def groups(results: list[dict]) -> dict[tuple, dict[str, list[dict]]]:
     return table
 
 
-def _mean_curve(runs: list[dict], key: str) -> np.ndarray:
-    return np.mean([r[key] for r in runs], axis=0)
+def _prefix(runs: list[dict], key: str, n: int) -> np.ndarray:
+    return np.mean([r[key][:n] for r in runs], axis=0)
+
+
+def _aulc(labels, values) -> float:
+    x, y = np.asarray(labels, float), np.asarray(values, float)
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0])) if len(x) > 1 else float("nan")
 
 
 def summarise(rows: dict[str, list[dict]]) -> list[dict]:
+    """Per row: curves over the rounds every seed has; AULC over those; paired with random over the common rounds."""
     out = []
     for name, runs in rows.items():
         runs = sorted(runs, key=lambda r: r["seed"])
+        n = min(len(r["labels"]) for r in runs)
         recipe = runs[0]["recipe"]
-        base = {r["seed"]: r for r in rows.get(f"{recipe} / random", [])}
-        if recipe == "small-text":  # paired with the recommended arm's random baseline when there is one
-            base = {}
-        item = {"row": name, "seeds": [r["seed"] for r in runs], "labels": runs[0]["labels"],
-                "acc": _mean_curve(runs, "accuracy"), "f1": _mean_curve(runs, "macro_f1"),
-                "aulc_acc": float(np.mean([r["aulc_accuracy"] for r in runs])),
-                "aulc_f1": float(np.mean([r["aulc_macro_f1"] for r in runs])),
-                "s_round": float(np.mean([np.mean(r["round_s"]) for r in runs]))}
+        base = {r["seed"]: r for r in rows.get(f"{recipe} / random", [])} if recipe != "small-text" else {}
+        if recipe == "small-text":  # small-text is paired with the full_bounded random arm of the same model
+            base = {r["seed"]: r for r in rows.get("full_bounded / random", [])}
+        labels = runs[0]["labels"][:n]
+        item = {"row": name, "seeds": [r["seed"] for r in runs], "labels": labels, "partial": any(r.get("partial") for r in runs),
+                "acc": _prefix(runs, "accuracy", n), "f1": _prefix(runs, "macro_f1", n),
+                "s_round": float(np.mean([np.mean(r["round_s"]) for r in runs if r["round_s"]] or [np.nan]))}
+        item["aulc_acc"], item["aulc_f1"] = _aulc(labels, item["acc"]), _aulc(labels, item["f1"])
         paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
         if paired and not name.endswith("/ random"):
-            item["d_aulc"] = float(np.mean([a["aulc_accuracy"] - b["aulc_accuracy"] for a, b in paired]))
-            item["d_aulc_f1"] = float(np.mean([a["aulc_macro_f1"] - b["aulc_macro_f1"] for a, b in paired]))
-            item["worst_round"] = float(np.min(np.mean([np.subtract(a["accuracy"], b["accuracy"])
+            m = min(n, *(len(b["labels"]) for _, b in paired))
+            lab = labels[:m]
+            da = [_aulc(lab, a["accuracy"][:m]) - _aulc(lab, b["accuracy"][:m]) for a, b in paired]
+            df = [_aulc(lab, a["macro_f1"][:m]) - _aulc(lab, b["macro_f1"][:m]) for a, b in paired]
+            item["d_aulc"], item["d_aulc_f1"] = float(np.mean(da)), float(np.mean(df))
+            item["worst_round"] = float(np.min(np.mean([np.subtract(a["accuracy"][:m], b["accuracy"][:m])
                                                         for a, b in paired], axis=0)))
-            item["paired_seeds"] = len(paired)
+            item["paired_seeds"], item["paired_to"] = len(paired), lab[-1]
         out.append(item)
-    return sorted(out, key=lambda i: -i["aulc_acc"])
+    return sorted(out, key=lambda i: (-len(i["labels"]), -i["aulc_acc"]))
 
 
 def _f(x: float) -> str:
@@ -55,16 +69,19 @@ def _f(x: float) -> str:
 
 
 def markdown_table(set_name: str, model: str, items: list[dict]) -> str:
-    labels = items[0]["labels"]
-    head = ["arm (recipe / schedule)", "seeds", *[f"acc@{n}" for n in labels], "AULC acc", "AULC F1",
-            "d AULC vs random", "worst round vs random", *[f"F1@{n}" for n in labels], "s/round"]
+    labels = max((i["labels"] for i in items), key=len)
+    head = ["arm (recipe / schedule)", "seeds", *[f"acc@{n}" for n in labels], "AULC acc", "AULC F1", "AULC to",
+            "d AULC vs random (same rounds)", "worst round vs random", *[f"F1@{n}" for n in labels], "s/round"]
     lines = [f"### {set_name} — student {model}", "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
     for i in items:
-        d = (f"{i['d_aulc']:+.3f} (F1 {i['d_aulc_f1']:+.3f}, n={i['paired_seeds']})" if "d_aulc" in i else "")
+        d = (f"{i['d_aulc']:+.3f} (F1 {i['d_aulc_f1']:+.3f}; {i['paired_seeds']} seeds, to {i['paired_to']})"
+             if "d_aulc" in i else "")
         w = f"{i['worst_round']:+.3f}" if "worst_round" in i else ""
-        cells = [i["row"], ",".join(map(str, i["seeds"])), *map(_f, i["acc"]), _f(i["aulc_acc"]), _f(i["aulc_f1"]),
-                 d, w, *map(_f, i["f1"]), f"{i['s_round']:.0f}"]
+        pad = [""] * (len(labels) - len(i["labels"]))
+        cells = [i["row"] + (" (unfinished)" if i["partial"] else ""), ",".join(map(str, i["seeds"])),
+                 *map(_f, i["acc"]), *pad, _f(i["aulc_acc"]), _f(i["aulc_f1"]), str(i["labels"][-1]), d, w,
+                 *map(_f, i["f1"]), *pad, f"{i['s_round']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -45,7 +45,8 @@ def initial_set(cold: str, params: dict, frozen, n_pool: int, n_classes: int, k:
 
 
 def run_arm(arm: str, student: MemoStudent, frozen, y_pool, y_test, names, seed: int, initial: int, rounds: int,
-            batch: int) -> dict:
+            batch: int, cache_only: bool = False) -> dict:
+    """One arm's learning curve; `cache_only` replays the rounds already memoised and stops at the first missing."""
     cold, cold_params, name, params = ARMS[arm]
     strategy = make_strategy(name, params)
     scored = name != "random"
@@ -55,7 +56,9 @@ def run_arm(arm: str, student: MemoStudent, frozen, y_pool, y_test, names, seed:
     previous = None
     for round_ in range(rounds + 1):
         rows = np.flatnonzero(labeled)  # sorted: the fit (and its memo) depends on the set, not on the arm
-        fit = student.round(round_, rows, y_pool[rows], need_scores=scored and round_ < rounds)
+        fit = student.round(round_, rows, y_pool[rows], need_scores=scored and round_ < rounds, cache_only=cache_only)
+        if fit is None:
+            break
         m = metrics(y_test, fit["test_pred"], names)
         out["labels"].append(int(labeled.sum()))
         out["accuracy"].append(m["accuracy"])
@@ -113,27 +116,58 @@ def run(args: argparse.Namespace) -> None:
             print(f"skip {path.name} (claimed by another worker)", flush=True)
             continue
         started = time.perf_counter()
+        meta = dict(set=args.set, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
+                    schedule=ARMS.get(arm), seed=seed)
         if recipe == "small-text":
             from _le_peer import run_peer
 
             initial = initial_set("random", {}, frozen, len(pool), len(names), args.initial, seed)
             result = run_peer(arm.split(":", 1)[1], resolve_model_path(model), pool, y_pool, test, y_test,
                               len(names), initial, args.rounds, args.batch, seed,
-                              lambda t, p: metrics(t, p, names))
+                              lambda t, p: metrics(t, p, names),
+                              lambda partial: write(path.with_suffix(".partial"), partial, meta, started))
         else:
             student = MemoStudent(args.set, recipe, model, seed, pool, test, names)
             result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, args.initial, args.rounds, args.batch)
-        result.update(set=args.set, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
-                      schedule=ARMS.get(arm), seed=seed, wall_s=time.perf_counter() - started,
-                      aulc_accuracy=aulc(result["labels"], result["accuracy"]),
-                      aulc_macro_f1=aulc(result["labels"], result["macro_f1"]))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(path)
+        write(path, result, meta, started)
         claim.unlink(missing_ok=True)
+        path.with_suffix(".partial").unlink(missing_ok=True)
         print(f"{args.set} {recipe} {arm} seed {seed}: AULC acc {result['aulc_accuracy']:.4f} F1 "
               f"{result['aulc_macro_f1']:.4f} ({result['wall_s']:.0f}s) acc "
               + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
+
+
+def write(path: Path, result: dict, meta: dict, started: float) -> None:
+    result = dict(result, **meta, wall_s=time.perf_counter() - started, partial=path.suffix == ".partial")
+    if len(result["labels"]) > 1:
+        result.update(aulc_accuracy=aulc(result["labels"], result["accuracy"]),
+                      aulc_macro_f1=aulc(result["labels"], result["macro_f1"]))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
+def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:
+    """For every claimed, unfinished Quarry arm: its curve so far, replayed from the memoised fits (`.partial`)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    for claim in sorted(OUT.glob("*.claim")):
+        set_name, recipe, model_name, arm, seed = claim.stem.split("__")
+        if recipe == "small-text" or claim.with_suffix(".json").is_file():
+            continue
+        model = MINILM if model_name == MINILM else str(Path.home() / ".cache" / "quarry" / "models" / model_name)
+        pool, y_pool, test, y_test, names = load_set(set_name)
+        seed = int(seed.removeprefix("seed"))
+        student = MemoStudent(set_name, recipe, model, seed, pool, test, names)
+        if ARMS[arm][0] != "random" and frozen_embeddings(resolve_model_path(model), set_name, pool, True) is None:
+            continue  # its cold start never ran
+        frozen = lambda: frozen_embeddings(resolve_model_path(model), set_name, pool)  # noqa: E731
+        result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, initial, rounds, batch, cache_only=True)
+        if result["labels"]:
+            meta = dict(set=set_name, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
+                        schedule=ARMS.get(arm), seed=seed)
+            write(claim.with_suffix(".partial"), result, meta, time.perf_counter())
+            print(f"partial {claim.stem}: {len(result['labels']) - 1} of {rounds} rounds", flush=True)
 
 
 def main() -> None:
@@ -159,6 +193,7 @@ def main() -> None:
     else:
         from _le_report import report
 
+        replay()
         report(OUT, Path(args.markdown))
 
 

@@ -48,8 +48,7 @@ ARMS = {
     "margin": ("random", {}, "margin", {}),
     "km+margin": ("kmeans", {}, "margin", {}),
     "km+two_stage": ("kmeans", {}, "two_stage", {"prefilter": "margin", "factor": 10, "diversity": "kmeans"}),
-    "km+adaptive": ("kmeans", {}, "adaptive", {"early": "kmeans", "early_params": {"pick": "uncertain"},
-                                               "late": "margin", "switch_round": 3}),
+    "km+adaptive": ("kmeans", {}, "adaptive", {"early": "kmeans", "late": "margin", "switch_round": 3}),
     "km+cluster_margin": ("kmeans", {}, "kmeans", {"pick": "uncertain", "uncertainty": "margin"}),
 }
 

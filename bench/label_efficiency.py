@@ -148,10 +148,11 @@ def write(path: Path, result: dict, meta: dict, started: float) -> None:
 
 
 def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:
-    """For every claimed, unfinished Quarry arm: its curve so far, replayed from the memoised fits (`.partial`)."""
+    """For every claimed or partly done Quarry arm without its JSON: its curve so far, replayed from the memoised
+    fits into `<arm>.partial`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
-    for claim in sorted(OUT.glob("*.claim")):
+    for claim in sorted({p.with_suffix(".claim") for p in [*OUT.glob("*.claim"), *OUT.glob("*.partial")]}):
         set_name, recipe, model_name, arm, seed = claim.stem.split("__")
         if recipe == "small-text" or claim.with_suffix(".json").is_file():
             continue

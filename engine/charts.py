@@ -104,6 +104,31 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def recall_chart(history: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Recall of every class against the labels so far, the weakest classes named in the legend first:
+    the view where a strategy that finds the rare class shows it. None when no round measured recall."""
+    rounds = [m for m in history if m.get("eval_recall")]
+    if not rounds:
+        return None
+    plt, ticker = _matplotlib()
+    classes = sorted(rounds[-1]["eval_recall"], key=rounds[-1]["eval_recall"].get)
+    fig, ax = plt.subplots(figsize=(10.5, 4.2))
+    palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for index, label in enumerate(classes):
+        points = [(m["labeled_total"], m["eval_recall"][label]) for m in rounds if label in m["eval_recall"]]
+        ax.plot([x for x, _ in points], [y for _, y in points], marker=".", color=palette(index % palette.N),
+                label=f"{label} ({points[-1][1]:.2f})", linewidth=2.2 if index < 3 else 1.0)
+    ax.set_xlabel("labels so far")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("recall on the evaluation set")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              title="class (last recall), weakest first", title_fontsize=8, ncol=1 if len(classes) <= 16 else 2)
+    _tidy(ax, "Recall per class")
+    return _save(fig, path)
+
+
 def calibration_chart(bins: Sequence[ReliabilityBin], curve: Sequence[CurvePoint], reviewed: int,
                       target: float | None, chance: float | None, chosen: CurvePoint | None,
                       accepted_vs_gold: tuple[float, float, int] | None, path: Path) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .calibration import precision_curve, reliability_bins, signal_aurocs
-from .charts import calibration_chart, run_chart
+from .charts import calibration_chart, recall_chart, run_chart
 from .config import RoutingConfig
 from .core.files import write_text
 from .quality import DataQuality, Tally, data_quality
@@ -43,11 +43,22 @@ def status_text(store: Store) -> str:
         lines.append(f"teacher: {usage['calls']} calls ({usage['cached']} from the cache, {usage['failed']} failed), "
                      f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens paid, "
                      f"cost {usage['cost']:.4f}")
+    lines += recall_lines(store.history())
     lines += quality_lines(data_quality(store))
     stop = store.meta("stop_reason")
     if stop:
         lines.append(f"stopped: {stop}")
     return "\n".join(lines)
+
+
+def recall_lines(history: list[dict[str, Any]]) -> list[str]:
+    """The last round's recall per class, lowest first: where the student still misses a class."""
+    recall = history[-1].get("eval_recall") if history else None
+    if not recall:
+        return []
+    ranked = sorted(recall.items(), key=lambda item: item[1])
+    return [f"recall per class (round {history[-1]['round']}, lowest first): "
+            + ", ".join(f"{label} {value:.2f}" for label, value in ranked)]
 
 
 def _tally(tally: Tally) -> str:
@@ -128,6 +139,10 @@ def write_report(store: Store, folder: RunFolder) -> Path:
         run_chart(history, folder.report_file("report.png"))
     chart = "<img src='report.png' width='100%' alt='learning curve, who labeled, how right the labels are'>" \
         if history else "<p>No finished round yet.</p>"
+    if recall_chart(history, folder.report_file("recall.png")) is not None:
+        chart += ("<h2>Recall per class</h2><p class='note'>Rare classes are where active learning pays off: a "
+                  "class whose recall stays low needs labels a strategy is not finding.</p>"
+                  "<img src='recall.png' width='100%' alt='recall per class against labels'>")
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(key, m.get(key)))}</td>" for key, _ in _REPORT_COLUMNS)
                    + "</tr>" for m in history)
     header = "".join(f"<th title='{html.escape(key)}'>{html.escape(name)}</th>" for key, name in _REPORT_COLUMNS)

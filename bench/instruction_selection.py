@@ -34,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from quarry_al.engine.config import StudentConfig  # noqa: E402
-from quarry_al.engine.data import InstructionRecord, read_instruction_records  # noqa: E402
+from quarry_al.engine.instructions import InstructionRecord, read_instruction_records  # noqa: E402
 from quarry_al.engine.students.causal import CausalStudent, GenerationScores, user_turn  # noqa: E402
 from quarry_al.strategies import SelectionState, make_strategy  # noqa: E402
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Literal
 
 from .config import JobConfig
-from .store import LabelRow, Store
+from .store import LabelRow, ReviewRow, Store
 from .tasks.base import Turns
 from .tasks.registry import task_kind
 
@@ -38,6 +38,15 @@ def provenance(row: LabelRow, teacher_model: str | None) -> dict[str, Any]:
     return {"id": row.item_id, "source": row.source, "confidence": row.confidence, "round": row.round,
             "reason": row.reason, "reviewer": row.reviewer,
             "teacher_model": teacher_model if row.source == "teacher" else None}
+
+
+def teacher_said(row: LabelRow, review: ReviewRow | None) -> dict[str, Any]:
+    """The teacher's label and confidence beside the final one: on a person's decision, what they were shown."""
+    if row.source == "teacher":
+        return {"teacher_label": row.label, "teacher_confidence": row.confidence}
+    if review is not None:
+        return {"teacher_label": review.teacher_label, "teacher_confidence": review.teacher_confidence}
+    return {"teacher_label": None, "teacher_confidence": None}
 
 
 def prompt_messages(turns: Turns) -> list[dict[str, str]]:
@@ -72,10 +81,11 @@ def records(store: Store, config: JobConfig, fmt: Format) -> Iterator[dict[str, 
     kind = task_kind(config.task)
     models = store.teacher_models()
     rejected = preference_pairs(store) if fmt == "dpo" else {}
+    reviews = {r.item_id: r for r in store.reviews()} if fmt == "jsonl" else {}
     for row in store.current_labels():
         origin = provenance(row, models.get(row.item_id))
         if fmt == "jsonl":
-            yield {**kind.flat_record(row), **origin}
+            yield {**kind.flat_record(row), **origin, **teacher_said(row, reviews.get(row.item_id))}
             continue
         turns = kind.turns(config, row)
         if fmt == "dpo":

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .config import ConfigError, JobConfig, check_strategies, config_from_dict
+from .config import ConfigError, JobConfig, check_strategies, config_from_dict, models_to_load
+from .core.models import check_model
 from .data import JobData
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
 from .run_folder import RunFolder
@@ -34,7 +35,9 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
-    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config))
+    for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
+    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
     data = task_kind(config.task).load_data(config)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
@@ -93,8 +96,7 @@ def drive(ctx: RunContext) -> str:
             if reason is not None:
                 store.set_stop_reason(reason)
                 ctx.folder.write_metrics(store.history())
-                ctx.log(f"stopped: {reason}")
-                return reason
+                return reason  # the caller says it (`quarry run` with the run's summary and next steps)
             current = store.open_round()
             assert current is not None
         round_, timings = current.round, dict(current.timings)

@@ -15,6 +15,7 @@ from .ifd import IFDSampling
 from .model_change import BADGE, ExpectedGradientLength
 from .random_sampling import RandomSampling
 from .registry import STRATEGIES, SUBSAMPLE_PARAMS, make_strategy
+from .shards import Shards
 from .subsample import Subsampled
 from .superfilter import Superfilter
 from .token_entropy import TokenEntropy
@@ -24,5 +25,5 @@ __all__ = ["STRATEGIES", "SUBSAMPLE_PARAMS", "QueryStrategy", "Scores", "Selecti
            "StrategyParamError", "make_strategy", "needs_of", "mc_passes_of", "top_k_unlabeled",
            "EMBEDDINGS", "MC_PROBS", "TOKEN_ENTROPY", "IFD", "RandomSampling", "LeastConfidence", "Margin", "Entropy", "BALD",
            "KMeansSampling", "CoreSet", "InformationDensity", "ExpectedGradientLength", "BADGE",
-           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled",
+           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled", "Shards",
            "TokenEntropy", "IFDSampling", "Superfilter"]

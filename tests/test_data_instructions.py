@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from quarry_al.engine.data import DataError, InstructionRecord, read_instruction_records
+from quarry_al.engine.data import DataError
+from quarry_al.engine.instructions import InstructionRecord, read_instruction_records
 
 ROWS = [
     {"id": "a", "instruction": "Reverse the word.", "input": "cat", "output": "tac"},

@@ -7,7 +7,7 @@ import re
 
 from instruction_data import FOLDER, build, render
 
-from quarry_al.engine.data import read_instruction_records
+from quarry_al.engine.instructions import read_instruction_records
 
 FACTORS = {("kilometres", "metres"): 1000, ("kilograms", "grams"): 1000, ("hours", "minutes"): 60,
            ("minutes", "seconds"): 60, ("metres", "centimetres"): 100, ("litres", "millilitres"): 1000,

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..config import DataConfig, JobConfig
-from ..data import JobData, Record, load_job_data, read_instruction_records
+from ..data import JobData, Record, load_job_data
+from ..instructions import read_instruction_records
 from ..metrics import generation_round_metrics, share
 from ..store import LabelRow, ReviewRow, SelectionRow, Store
 from ..students import CausalStudent, Pair

@@ -25,6 +25,7 @@ CONFIG = {"name": "answers-test", "task": {"kind": "generation", "system_prompt"
 
 
 def signals(n: int) -> dict[str, float]:
+    """The signals of item n; its confidence is its judge's, (grade - 1) / 4 = (n % 5) / 4."""
     return {"judge": 1.0 + n % 5, "student_nll": 0.2 * n, "length": float(len(ITEMS[n][3].split()))}
 
 
@@ -37,7 +38,7 @@ def make_answer_db(path: Path, accepted: int = 2) -> Path:
         store.commit_routing(
             0, accepted=[(f"a{n}", ITEMS[n][3], 0.9, "teacher confidence 0.90 >= 0.80") for n in range(accepted)],
             to_review=[{"item_id": f"a{n}", "reason": "teacher confidence 0.50 < 0.80", "teacher_label": ITEMS[n][3],
-                        "teacher_confidence": 0.5, "teacher_raw": ITEMS[n][3], "student_label": None,
+                        "teacher_confidence": (n % 5) / 4, "teacher_raw": ITEMS[n][3], "student_label": None,
                         "student_confidence": None, "signals": signals(n)} for n in range(accepted, len(ITEMS))],
             timings={})
     return path

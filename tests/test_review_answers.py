@@ -183,3 +183,23 @@ def test_web_api_edits_rewrites_and_undo_with_a_diff(tmp_path):
     with Store(db) as store:
         assert [(r.item_id, r.kind) for r in store.review_log()] == [("a2", "edit"), ("a3", "rewrite"), ("a3", "accept")]
         assert labels(store)["a3"] == ("13", "human")
+
+
+def test_calibrated_routing_counts_kept_answers_as_correct(store):
+    """Calibration over written answers: an answer a person accepted unedited is a right one, an edited or
+    rewritten one a wrong one, at the confidence of the routing signal (here the judge's)."""
+    from quarry_al.engine.threshold import reviewed_items, routing_for_round
+
+    queue = ReviewQueue(store)
+    for item_id, answer, edit in [("a2", ITEMS[2][3], None), ("a3", "12", "edit"), ("a4", ITEMS[4][3], None),
+                                  ("a5", "Jupiter", "rewrite"), ("a6", ITEMS[6][3], None), ("a7", "6", "edit")]:
+        queue.decide("ana", item_id, answer, via="test", require_lease=False, edit=edit)
+    items = {i.teacher_label: i for i in reviewed_items(store, JOB.routing)}
+    assert [items[ITEMS[n][3]].correct for n in range(2, 8)] == [True, False, True, False, True, False]
+    assert items[ITEMS[4][3]].teacher_confidence == 1.0 and items[ITEMS[4][3]].signals["judge"] == 5.0
+    # kept: a2 (0.5), a4 (1.0), a6 (0.25); changed: a3 (0.75), a5 (0.0), a7 (0.5): half of them right
+    loose = routing_for_round(store, JOB.routing.model_copy(update={"target_precision": 0.2, "min_reviewed": 6}), 1)
+    assert loose.calibration is not None and loose.calibration.reviewed == 6
+    assert loose.config.confidence_threshold == 0.0 and loose.calibration.precision == 0.5
+    strict = routing_for_round(store, JOB.routing.model_copy(update={"target_precision": 0.95, "min_reviewed": 6}), 1)
+    assert strict.config.confidence_threshold > 1.0  # six reviews cannot show 95 %: nothing is accepted

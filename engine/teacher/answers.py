@@ -59,7 +59,7 @@ class AnswerPrompts:
         return _render(self.judge_template, task=self.task, instruction=item.text, input=item.input,
                        user=user_turn(item.text, item.input), answer=answer, grades=GRADES)
 
-    def params(self, model_id: str, extra: Mapping[str, Any] | None = None) -> str:
+    def params(self, extra: Mapping[str, Any] | None = None) -> str:
         """Everything besides the prompt that shapes an answer and its signals: the key's parameters."""
         options = self.options.model_dump(mode="json", exclude={"prompt"})
         options["judge_prompt"] = template_source(self.options.judge_prompt) if "judge" in self.options.signals else None

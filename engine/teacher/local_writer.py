@@ -30,7 +30,7 @@ class LocalWriter:
         self.options = config.generation
         self.model_id = f"local:{config.model}" + (f"/{config.gguf_file}" if config.gguf_file else "")
         self.prompts = AnswerPrompts(self.options, task)
-        self.params = self.prompts.params(self.model_id, {"max_length": config.max_length})
+        self.params = self.prompts.params({"max_length": config.max_length})
         self.tokenizer, self.model = load_causal_lm(config.model, config.gguf_file, config.cache_dir)
         self.model.to(torch.device(config.device)).eval()
         self.end_id = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token)

@@ -51,7 +51,7 @@ class OpenAIWriter:
         self.model_id = f"openai:{config.model}@{config.base_url or 'api.openai.com'}"
         self.transport = ChatTransport(config, None)
         self.prompts = AnswerPrompts(self.options, task)
-        self.params = self.prompts.params(self.model_id)
+        self.params = self.prompts.params()
         self.judge, self.consistency = answer_signals(self.options)
         self.agreement = Agreement(self.options.embedding_model) if self.consistency else None
         self._closed = False

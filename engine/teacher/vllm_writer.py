@@ -36,7 +36,7 @@ class VLLMWriter:
         self.options = config.generation
         self.model_id = f"vllm:{config.model}"
         self.prompts = AnswerPrompts(self.options, task)
-        self.params = self.prompts.params(self.model_id)
+        self.params = self.prompts.params()
         self.judge, self.consistency = answer_signals(self.options)
         self.agreement = Agreement(self.options.embedding_model) if self.consistency else None
         self._llm: Any = None

@@ -15,6 +15,7 @@ from .phases import Log, RunContext, label_round, review_round, select_round, tr
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
+from .teacher.preflight import describe as describe_preflight, preflight_teacher
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
 _FIXED_SECTIONS = ("task", "data")
@@ -31,6 +32,9 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
+    checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
+    if checked is not None:
+        log(describe_preflight(checked, config.teacher))
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config))
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:

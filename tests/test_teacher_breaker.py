@@ -24,7 +24,7 @@ from quarry_al.engine.core.errors import QuarryError, TeacherUnavailable
 from quarry_al.engine.phases import RunContext, label_round
 from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.store import Store
-from quarry_al.engine.teacher import TeacherItem, build_backend
+from quarry_al.engine.teacher import build_backend
 from quarry_al.engine.teacher.options import OpenAITeacherConfig
 from quarry_al.engine.teacher.preflight import describe, preflight_teacher
 

@@ -21,7 +21,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .core.stats import auroc, wilson_lower
+from .core.stats import auroc, wilson_interval, wilson_lower
 
 AgreementMode = Literal["ignore", "required", "sufficient"]
 
@@ -77,29 +77,71 @@ def accepts(confidence: np.ndarray, agrees: np.ndarray, threshold: float, mode: 
     return confident | (agrees & (confidence >= agreement_threshold))
 
 
+def _arrays(items: Sequence[ReviewedItem]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.array([i.teacher_confidence for i in items], dtype=float), np.array([i.agrees for i in items], dtype=bool),
+            np.array([i.correct for i in items], dtype=float), np.array([i.weight for i in items], dtype=float))
+
+
+def _point(arrays: tuple[np.ndarray, ...], threshold: float, mode: AgreementMode, agreement_threshold: float,
+           z: float) -> CurvePoint:
+    conf, agrees, correct, weight = arrays
+    mask = accepts(conf, agrees, threshold, mode, agreement_threshold)
+    w = weight[mask]
+    if w.sum() <= 0:
+        return CurvePoint(threshold, 0.0, None, None, 0)
+    precision = float((w * correct[mask]).sum() / w.sum())
+    effective = float(w.sum() ** 2 / (w ** 2).sum())
+    return CurvePoint(threshold, float(w.sum() / weight.sum()), precision,
+                      wilson_lower(precision * effective, effective, z), int(mask.sum()))
+
+
 def precision_curve(items: Sequence[ReviewedItem], mode: AgreementMode = "ignore", agreement_threshold: float = 0.5,
                     z: float = 1.645) -> tuple[CurvePoint, ...]:
     """Precision of the accepted labels against the share accepted, at every distinct teacher confidence
     (lowest threshold first) and finally at a threshold that accepts nothing."""
     if not items:
         return ()
-    conf = np.array([i.teacher_confidence for i in items], dtype=float)
-    agrees = np.array([i.agrees for i in items], dtype=bool)
-    correct = np.array([i.correct for i in items], dtype=float)
-    weight = np.array([i.weight for i in items], dtype=float)
-    total = weight.sum()
-    points = []
-    for threshold in [*np.unique(conf).tolist(), NOTHING_ACCEPTED]:
-        mask = accepts(conf, agrees, threshold, mode, agreement_threshold)
-        w = weight[mask]
-        if w.sum() <= 0:
-            points.append(CurvePoint(threshold, 0.0, None, None, 0))
+    arrays = _arrays(items)
+    return tuple(_point(arrays, threshold, mode, agreement_threshold, z)
+                 for threshold in [*np.unique(arrays[0]).tolist(), NOTHING_ACCEPTED])
+
+
+def rule_precision(items: Sequence[ReviewedItem], threshold: float, mode: AgreementMode = "ignore",
+                   agreement_threshold: float = 0.5, z: float = 1.645) -> CurvePoint:
+    """Precision of the labels one routing rule accepts, measured on the reviewed items it would accept
+    (audits weighted by 1/audit_rate), with its Wilson lower bound at the effective sample size."""
+    if not items:
+        return CurvePoint(threshold, 0.0, None, None, 0)
+    return _point(_arrays(items), threshold, mode, agreement_threshold, z)
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    count: int  # reviewed items whose teacher confidence falls in [low, high)
+    confidence: float  # their mean teacher confidence
+    accuracy: float  # share the person agreed with (weighted)
+    interval: tuple[float, float]  # Wilson 95% interval of the accuracy, at the effective sample size
+
+
+def reliability_bins(items: Sequence[ReviewedItem], bins: int = 10) -> list[ReliabilityBin]:
+    """Observed accuracy of reviewed teacher labels per confidence bin (the last bin includes 1.0):
+    a calibrated teacher's bins lie on the diagonal. Empty bins are left out."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = []
+    for k in range(bins):
+        low, high = float(edges[k]), float(edges[k + 1])
+        members = [i for i in items if low <= i.teacher_confidence < high or (k == bins - 1 and i.teacher_confidence >= high)]
+        if not members:
             continue
-        precision = float((w * correct[mask]).sum() / w.sum())
+        w = np.array([i.weight for i in members], dtype=float)
+        right = np.array([i.correct for i in members], dtype=float)
+        accuracy = float((w * right).sum() / w.sum())
         effective = float(w.sum() ** 2 / (w ** 2).sum())
-        points.append(CurvePoint(threshold, float(w.sum() / total), precision,
-                                 wilson_lower(precision * effective, effective, z), int(mask.sum())))
-    return tuple(points)
+        out.append(ReliabilityBin(low, high, len(members), float(np.mean([i.teacher_confidence for i in members])),
+                                  accuracy, wilson_interval(accuracy * effective, effective)))
+    return out
 
 
 def choose_threshold(items: Sequence[ReviewedItem], target_precision: float, mode: AgreementMode = "ignore",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -48,10 +49,15 @@ def _queue(store):
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     _quiet_libraries()
-    from .loop import run_job
+    from .loop import default_run_dir, run_job
+    from .report import run_summary
 
-    reason = run_job(config, Path(args.run_dir) if args.run_dir else None, progress=not args.no_progress)
-    print(reason)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+    reason = run_job(config, run_dir, progress=not args.no_progress)
+    rerun = shlex.join(["quarry", "run", args.config, *(["--run-dir", args.run_dir] if args.run_dir else []),
+                        *(part for pair in args.set for part in ("--set", pair))])
+    with _open_store(str(run_dir)) as store:
+        print(run_summary(store, str(run_dir), reason, rerun))
     return 0
 
 

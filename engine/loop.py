@@ -9,7 +9,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, JobConfig, check_strategies
+from .config import ConfigError, JobConfig, check_strategies, models_to_load
+from .core.models import check_model
 from .data import JobData, load_job_data
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
 from .run_folder import RunFolder
@@ -32,10 +33,12 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
+    for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
     checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
     if checked is not None:
         log(describe_preflight(checked, config.teacher))
-    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config))
+    folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
@@ -84,8 +87,7 @@ def drive(ctx: RunContext) -> str:
             if reason is not None:
                 store.set_stop_reason(reason)
                 ctx.folder.write_metrics(store.history())
-                ctx.log(f"stopped: {reason}")
-                return reason
+                return reason  # the caller says it (`quarry run` with the run's summary and next steps)
             current = store.open_round()
             assert current is not None
         round_, timings = current.round, dict(current.timings)

@@ -38,5 +38,6 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
         **{f"round_teacher_{key}": value for key, value in store.teacher_usage(round_).items()},
         "eval_accuracy": evaluation["accuracy"],
         "eval_macro_f1": evaluation["macro_f1"],
+        "eval_recall": evaluation.get("recall"),  # per class, where the evaluation set has it
         **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},
     }

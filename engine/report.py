@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
-from .calibration import Calibration, choose_threshold, precision_curve, signal_aurocs
+from .calibration import precision_curve, reliability_bins, signal_aurocs
+from .charts import calibration_chart, recall_chart, run_chart
 from .config import RoutingConfig
-from .core.files import atomic_write, write_text
+from .core.files import write_text
+from .quality import DataQuality, Tally, data_quality
 from .run_folder import RunFolder
 from .store import Store
 from .threshold import reviewed_items
@@ -23,9 +26,7 @@ def _num(value: Any, digits: int = 3) -> str:
 def status_text(store: Store) -> str:
     config = json.loads(store.config_json())
     rounds = store.rounds()
-    counts = store.label_counts()
-    lines = [f"job {config['name']}: {len(rounds)} rounds, labels: seed {counts['seed']}, teacher {counts['teacher']}, "
-             f"human {counts['human']}; pending reviews {store.pending_count()}"]
+    lines = [f"job {config['name']}: {len(rounds)} rounds"]
     header = ("round", "phase", "strategy", "labels", "teacher", "human", "pending", "acc", "macro-F1", "teacher-acc", "human%")
     table = [header]
     for r in rounds:
@@ -42,100 +43,178 @@ def status_text(store: Store) -> str:
         lines.append(f"teacher: {usage['calls']} calls ({usage['cached']} from the cache, {usage['failed']} failed), "
                      f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} completion tokens paid, "
                      f"cost {usage['cost']:.4f}")
+    lines += recall_lines(store.history())
+    lines += quality_lines(data_quality(store))
     stop = store.meta("stop_reason")
     if stop:
         lines.append(f"stopped: {stop}")
     return "\n".join(lines)
 
 
+def recall_lines(history: list[dict[str, Any]]) -> list[str]:
+    """The last round's recall per class, lowest first: where the student still misses a class."""
+    recall = history[-1].get("eval_recall") if history else None
+    if not recall:
+        return []
+    ranked = sorted(recall.items(), key=lambda item: item[1])
+    return [f"recall per class (round {history[-1]['round']}, lowest first): "
+            + ", ".join(f"{label} {value:.2f}" for label, value in ranked)]
+
+
+def _tally(tally: Tally) -> str:
+    return f"{tally.right} of {tally.total} right ({tally.share:.3f})"
+
+
+def rule_text(quality: DataQuality) -> str:
+    """What routing does now, and the precision it delivers as measured by people."""
+    rule, target = quality.rule, quality.target_precision
+    if rule is None:
+        return "routing: no round routed yet"
+    if quality.accepts_nothing:
+        wait = f"until reviewed teacher labels show precision >= {target:g} (routing.target_precision)" if target \
+            else "(calibration found no threshold)"
+        return f"routing now: accepts no teacher label {wait}; every label comes from a person"
+    agreement = {"ignore": "", "required": " when the student agrees",
+                 "sufficient": f" (or >= {rule.agreement_threshold:.3f} when the student agrees)"}[rule.student_agreement]
+    text = f"routing now: accepts teacher labels at confidence >= {rule.confidence_threshold:.3f}{agreement}; "
+    point = quality.accepted_precision
+    if point is None:
+        text += ("their precision is unmeasured: no person has checked a label this rule accepts "
+                 "(set routing.audit_rate, or routing.target_precision)")
+    else:
+        text += (f"their precision {point.precision:.3f} (Wilson 95% lower bound {point.precision_lower:.3f}) "
+                 f"on {point.accepted} reviewed or audited items")
+    return text + (f"; target {target:g}" if target else "")
+
+
+def quality_lines(quality: DataQuality) -> list[str]:
+    """Data quality for `quarry status` and the end of a run: who labeled, what routing delivers, gold checks."""
+    counts = quality.counts
+    share = quality.human_share
+    human = f"human {counts['human']}" + (" (simulated from gold: review.mode simulate)" if quality.simulated else "")
+    lines = [f"labels: teacher {counts['teacher']}, {human}, seed {counts['seed']}"
+             + ("" if share is None else f"; human share {100 * share:.0f}%") + f"; pending reviews {quality.pending}",
+             rule_text(quality)]
+    if quality.kept is not None:
+        lines.append(f"reviewed teacher labels: people kept {quality.kept.right} of {quality.kept.total} "
+                     f"({quality.kept.share:.3f})")
+    if quality.accepted_vs_gold is not None:
+        lines.append(f"accepted teacher labels vs gold: {_tally(quality.accepted_vs_gold)}")
+    if quality.exported_vs_gold is not None:
+        lines.append(f"exported labels vs gold: {_tally(quality.exported_vs_gold)}")
+    return lines
+
+
+def run_summary(store: Store, run_dir: str, reason: str, rerun: str) -> str:
+    """The end of `quarry run`: why it stopped, where the run is, how good its data is, what to do next."""
+    quality = data_quality(store)
+    folder = shlex.quote(run_dir)
+    steps = []
+    if quality.pending:
+        steps += [(f"quarry review {folder}", f"decide the {quality.pending} pending items at the terminal"),
+                  (f"quarry serve {folder}", "... or in the browser (quarry reviewers add NAME first)"),
+                  (rerun, "then continue the job with the decided labels")]
+    steps += [(f"quarry status {folder}", "rounds, labels by source, data quality"),
+              (f"quarry export {folder} --format chat --out {shlex.quote(str(Path(run_dir) / 'dataset.jsonl'))}",
+               "the data set (or --format alpaca, jsonl)"),
+              (f"quarry report {folder}", f"charts in {Path(run_dir) / 'report.html'}")]
+    width = max(len(command) for command, _ in steps)
+    return "\n".join([f"stopped: {reason}", f"run folder: {run_dir}", *quality_lines(quality), "next:",
+                      *(f"  {command.ljust(width)}  # {why}" for command, why in steps)])
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
+          "td,th{padding:4px 10px;text-align:right}th{font-weight:600;border-bottom:1px solid #ccc}"
+          "tr:nth-child(even){background:#f5f5f5}.quality{background:#f7f9fc;border-left:4px solid #4e79a7;"
+          "padding:.6em 1.2em}.quality li{margin:.2em 0}.note{color:#555;max-width:60em}")
+
+
 def write_report(store: Store, folder: RunFolder) -> Path:
-    """report.html beside a learning-curve and a label-source chart (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """report.html: data quality first, then the run's charts (report.png), every round's metrics under
+    readable names, and the teacher's calibration (calibration.png)."""
     history = store.history()
-    fig, (curve, sources) = plt.subplots(1, 2, figsize=(11, 4))
-    x = [m["labeled_total"] for m in history]
-    curve.plot(x, [m["eval_accuracy"] for m in history], marker="o", label="accuracy")
-    curve.plot(x, [m["eval_macro_f1"] for m in history], marker="s", label="macro-F1")
-    curve.set_xlabel("labels")
-    curve.set_ylabel("evaluation score")
-    curve.set_title("Learning curve")
-    curve.grid(alpha=0.3)
-    curve.legend()
-    rounds = [m["round"] for m in history]
-    bottom = [0] * len(history)
-    for key, name in (("labeled_by_seed", "seed"), ("labeled_by_teacher", "teacher"), ("labeled_by_human", "human")):
-        values = [m.get(key, 0) for m in history]
-        sources.bar(rounds, values, bottom=bottom, label=name)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    sources.set_xlabel("round")
-    sources.set_ylabel("labels (cumulative)")
-    sources.set_title("Who labeled")
-    sources.legend()
-    fig.tight_layout()
-    atomic_write(folder.report_file("report.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    calibration = _calibration_section(store, folder, plt)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_num(m.get(k)))}</td>" for k in _REPORT_COLUMNS) + "</tr>"
-                   for m in history)
+    config = json.loads(store.config_json())
+    quality = data_quality(store)
+    if history:
+        run_chart(history, folder.report_file("report.png"))
+    chart = "<img src='report.png' width='100%' alt='learning curve, who labeled, how right the labels are'>" \
+        if history else "<p>No finished round yet.</p>"
+    if recall_chart(history, folder.report_file("recall.png")) is not None:
+        chart += ("<h2>Recall per class</h2><p class='note'>Rare classes are where active learning pays off: a "
+                  "class whose recall stays low needs labels a strategy is not finding.</p>"
+                  "<img src='recall.png' width='100%' alt='recall per class against labels'>")
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(key, m.get(key)))}</td>" for key, _ in _REPORT_COLUMNS)
+                   + "</tr>" for m in history)
+    header = "".join(f"<th title='{html.escape(key)}'>{html.escape(name)}</th>" for key, name in _REPORT_COLUMNS)
     return write_text(folder.report_file("report.html"),
-        "<!doctype html><meta charset='utf-8'><title>Quarry report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
-        "tr:nth-child(even){background:#f3f3f3}</style>"
-        f"<h1>{html.escape(json.loads(store.config_json())['name'])}</h1>"
-        f"<p>{html.escape(store.meta('stop_reason') or 'running')}</p><img src='report.png' width='900'>"
-        "<table><tr>" + "".join(f"<th>{html.escape(k)}</th>" for k in _REPORT_COLUMNS) + f"</tr>{rows}</table>"
-        + calibration)
+        f"<!doctype html><meta charset='utf-8'><title>Quarry report: {html.escape(config['name'])}</title>"
+        f"<style>{_STYLE}</style><h1>{html.escape(config['name'])}</h1>"
+        f"<p>{html.escape('stopped: ' + store.meta('stop_reason') if store.meta('stop_reason') else 'running')}</p>"
+        "<h2>Data quality</h2><ul class='quality'>"
+        + "".join(f"<li>{html.escape(line)}</li>" for line in quality_lines(quality)) + "</ul>"
+        + chart + f"<h2>Rounds</h2><table><tr>{header}</tr>{rows}</table>"
+        + _calibration_section(store, folder, quality, len(config.get("task", {}).get("labels", []))))
 
 
-def _calibration_section(store: Store, folder: RunFolder, plt: Any) -> str:
-    """Precision of auto-accepted labels against the share accepted (from the reviewed items, audit-weighted),
-    and how well each confidence signal separates right from wrong teacher labels."""
+_SIGNALS = {"teacher": "teacher confidence", "student": "student support (agrees with the teacher, and how surely)",
+            "teacher+student": "both, averaged"}
+
+
+def _calibration_section(store: Store, folder: RunFolder, quality: DataQuality, label_count: int) -> str:
+    """The reliability diagram and precision-by-threshold curve of the reviewed teacher labels (audits weighted
+    by 1/audit rate), and how well each confidence signal separates right from wrong teacher labels."""
     routing = RoutingConfig.model_validate(json.loads(store.config_json()).get("routing", {}))
     items = reviewed_items(store, routing)
     if not items:
-        return "<h2>Routing calibration</h2><p>No reviewed teacher labels yet.</p>"
-    curve = precision_curve(items, routing.student_agreement, routing.agreement_threshold)
-    points = [p for p in curve if p.precision is not None]
-    target = routing.target_precision
-    chosen: Calibration | None = None if target is None else choose_threshold(
-        items, target, routing.student_agreement, routing.agreement_threshold)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p.accepted_share for p in points], [p.precision for p in points], marker=".", label="precision")
-    ax.plot([p.accepted_share for p in points], [p.precision_lower for p in points], linestyle="--",
-            label="Wilson lower bound")
-    if target is not None:
-        ax.axhline(target, color="grey", linewidth=0.8, label=f"target {target:g}")
-    if chosen is not None and chosen.precision is not None and chosen.accepted_share > 0:
-        ax.plot([chosen.accepted_share], [chosen.precision], "r*", markersize=12,
-                label=f"threshold {chosen.threshold:.3f}")
-    ax.set_xlabel("share of teacher labels auto-accepted")
-    ax.set_ylabel("precision of accepted labels")
-    ax.set_title(f"Routing calibration ({len(items)} reviewed items)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    atomic_write(folder.report_file("calibration.png"), lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    aurocs = "".join(f"<tr><td>{html.escape(name)}</td><td>{_num(value)}</td></tr>"
-                     for name, value in signal_aurocs(items).items())
+        return "<h2>Teacher calibration</h2><p>No reviewed teacher labels yet.</p>"
+    rule = quality.rule or routing
+    curve = precision_curve(items, rule.student_agreement, rule.agreement_threshold)
+    counts, gold = quality.counts, quality.accepted_vs_gold
+    accepted_vs_gold = None if gold is None else (
+        counts["teacher"] / (counts["teacher"] + counts["human"]), gold.share, gold.total)
+    calibration_chart(reliability_bins(items), curve, len(items), routing.target_precision,
+                      1 / label_count if label_count else None, quality.accepted_precision, accepted_vs_gold,
+                      folder.report_file("calibration.png"))
+    aurocs = "".join(f"<tr><td style='text-align:left'>{html.escape(_SIGNALS.get(name, name))}</td>"
+                     f"<td>{_num(value)}</td></tr>" for name, value in signal_aurocs(items).items())
     audited = sum(1 for i in items if i.weight != 1.0)
-    chosen_text = "" if chosen is None else (
-        f"<p>Threshold meeting precision {target:g}: "
-        + ("none (every label goes to a person)" if chosen.threshold > 1 else
-           f"{chosen.threshold:.3f}, accepting {100 * chosen.accepted_share:.0f}% at precision "
-           f"{_num(chosen.precision)} (lower bound {_num(chosen.precision_lower)})") + "</p>")
-    return ("<h2>Routing calibration</h2>"
-            f"<p>{len(items)} reviewed teacher labels, {audited} of them audits of accepted labels "
-            "(weighted by 1/audit rate).</p>" + chosen_text + "<img src='calibration.png' width='600'>"
-            "<h3>AUROC of each confidence signal (right vs wrong teacher label)</h3>"
-            f"<table><tr><th>signal</th><th>AUROC</th></tr>{aurocs}</table>")
+    return ("<h2>Teacher calibration</h2>"
+            f"<p class='note'>{len(items)} teacher labels a person reviewed ({audited} of them audits of accepted "
+            "labels, each standing for 1/audit rate accepted labels). Left: per bin of teacher confidence, how often "
+            "the person kept the teacher's label, with its Wilson 95% interval and the number of labels; an honest "
+            "teacher's points lie on the diagonal, and a point below it is a teacher surer than it is right. Right: "
+            "the precision a confidence threshold would deliver against the share of labels it would accept, measured "
+            "on reviewed items; where the pool has gold labels, the labels accepted so far against it. Labels "
+            "accepted without an audit were never seen by a person and are in neither curve.</p>"
+            f"<p>{html.escape(rule_text(quality))}</p>"
+            "<img src='calibration.png' width='100%' alt='reliability diagram and precision by threshold'>"
+            "<h3>Which signal tells right teacher labels from wrong ones</h3>"
+            "<p class='note'>AUROC is the chance that a right teacher label scores higher on the signal than a "
+            "wrong one: 0.5 is a coin toss, 1.0 separates them perfectly.</p>"
+            f"<table><tr><th style='text-align:left'>signal</th><th>AUROC</th></tr>{aurocs}</table>")
 
 
-_REPORT_COLUMNS = ("round", "labeled_total", "labeled_by_teacher", "labeled_by_human", "pending_review",
-                   "eval_accuracy", "eval_macro_f1", "teacher_accuracy_vs_gold", "human_share", "routing_threshold",
-                   "calibrated_precision", "teacher_prompt_tokens", "teacher_cost",
-                   "seconds_scoring", "seconds_labeling", "seconds_training")
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "routing_threshold":
+        return "none" if value > 1 else f"{value:.3f}"
+    if key == "human_share":
+        return f"{100 * value:.0f}%"
+    if key == "teacher_cost":
+        return f"{value:.4f}"
+    if key.startswith("seconds_"):
+        return f"{value:.1f}"
+    return _num(value)
+
+
+# Metric keys of metrics.jsonl and the names the report gives them.
+_REPORT_COLUMNS = (
+    ("round", "round"), ("labeled_total", "labels"), ("labeled_by_teacher", "by teacher"),
+    ("labeled_by_human", "by people"), ("pending_review", "pending"), ("eval_accuracy", "student accuracy"),
+    ("eval_macro_f1", "student macro-F1"), ("human_share", "human share"),
+    ("teacher_accuracy_vs_gold", "teacher right (gold)"), ("accepted_accuracy_vs_gold", "accepted right (gold)"),
+    ("dataset_accuracy_vs_gold", "all labels right (gold)"), ("routing_threshold", "threshold"),
+    ("calibrated_precision_lower", "precision lower bound"), ("teacher_prompt_tokens", "prompt tokens"),
+    ("teacher_cost", "teacher cost"), ("seconds_scoring", "s scoring"), ("seconds_labeling", "s labeling"),
+    ("seconds_training", "s training"))

@@ -13,6 +13,7 @@ Every write is atomic (engine/core/files.py): a kill leaves the old file or the 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,10 +33,21 @@ class RunFolderError(QuarryError):
 class RunFolder:
     root: Path
 
+    def check(self) -> "RunFolder":
+        """Fail before any work when the run cannot live here: a file in the way, or a folder we cannot write."""
+        for path in (self.root, *self.root.parents):
+            if not path.exists():
+                continue
+            if not path.is_dir():
+                where = "the run folder" if path == self.root else f"{path}"
+                raise RunFolderError(f"{self.root}: {where} is a file, not a folder; give --run-dir a folder")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise RunFolderError(f"{self.root}: cannot write in {path}; give --run-dir a folder you can write")
+            return self
+        return self
+
     def create(self) -> "RunFolder":
-        if self.root.exists() and not self.root.is_dir():
-            raise RunFolderError(f"{self.root}: the run folder is a file; give --run-dir a folder")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.check().root.mkdir(parents=True, exist_ok=True)
         return self
 
     @property

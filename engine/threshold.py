@@ -31,6 +31,11 @@ def _saved_rule(saved: str | None, fallback: RoutingConfig) -> RoutingConfig:
     return fallback.model_copy(update=json.loads(saved)) if saved else fallback
 
 
+def round_rule(store: Store, round_: int, fallback: RoutingConfig) -> RoutingConfig:
+    """The routing settings round `round_` routed by (its calibrated threshold included)."""
+    return _saved_rule(store.meta(_key(round_)), fallback)
+
+
 def reviewed_items(store: Store, fallback: RoutingConfig) -> list[ReviewedItem]:
     """Decided reviews of answered teacher calls, each weighted by how it reached the person."""
     human = {row.item_id: row.label for row in store.current_labels() if row.source == "human"}
@@ -38,8 +43,7 @@ def reviewed_items(store: Store, fallback: RoutingConfig) -> list[ReviewedItem]:
     for review in store.reviews(status="decided"):
         if review.item_id not in human or review.teacher_label is None or review.teacher_confidence is None:
             continue
-        saved = store.meta(_key(review.round))
-        rule = _saved_rule(saved, fallback)
+        rule = round_rule(store, review.round, fallback)
         agrees = review.student_label is not None and review.student_label == review.teacher_label
         would_accept = bool(accepts(np.array([review.teacher_confidence]), np.array([agrees]), rule.confidence_threshold,
                                     rule.student_agreement, rule.agreement_threshold)[0])
@@ -56,11 +60,16 @@ def calibrate(items: list[ReviewedItem], config: RoutingConfig) -> Calibration |
 
 
 def routing_for_round(store: Store, config: RoutingConfig, round_: int) -> RoundRouting:
-    """The round's routing from every review decided so far, recorded in the store before it is used."""
+    """The round's routing from every review decided so far, recorded in the store before it is used.
+
+    With a target precision nothing is accepted until reviewed items show a threshold that meets it:
+    `confidence_threshold` is a promise only the reviews can make, so it is not used in the meantime.
+    """
     calibration = calibrate(reviewed_items(store, config), config)
-    if calibration is not None:
-        update = {"confidence_threshold": calibration.threshold}
-        if calibration.threshold == NOTHING_ACCEPTED:  # student agreement must not let labels in either
+    if config.target_precision is not None:
+        threshold = NOTHING_ACCEPTED if calibration is None else calibration.threshold
+        update = {"confidence_threshold": threshold}
+        if threshold == NOTHING_ACCEPTED:  # student agreement must not let labels in either
             update["agreement_threshold"] = NOTHING_ACCEPTED
         config = config.model_copy(update=update)
     store.set_meta(_key(round_), json.dumps(config.model_dump(mode="json")))

@@ -14,6 +14,7 @@ from .hybrid import Adaptive, TwoStage, WeightedMixture
 from .model_change import BADGE, ExpectedGradientLength
 from .random_sampling import RandomSampling
 from .registry import STRATEGIES, SUBSAMPLE_PARAMS, make_strategy
+from .shards import Shards
 from .subsample import Subsampled
 from .uncertainty import BALD, Entropy, LeastConfidence, Margin
 
@@ -21,4 +22,4 @@ __all__ = ["STRATEGIES", "SUBSAMPLE_PARAMS", "QueryStrategy", "Scores", "Selecti
            "StrategyParamError", "make_strategy", "needs_of", "mc_passes_of", "top_k_unlabeled",
            "EMBEDDINGS", "MC_PROBS", "RandomSampling", "LeastConfidence", "Margin", "Entropy", "BALD",
            "KMeansSampling", "CoreSet", "InformationDensity", "ExpectedGradientLength", "BADGE",
-           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled"]
+           "ExpectedErrorReduction", "CAL", "WeightedMixture", "TwoStage", "Adaptive", "Subsampled", "Shards"]

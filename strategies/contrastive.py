@@ -6,14 +6,19 @@ embedding space) of KL(p(.|l) || p(.|x)). Close in features yet far in predictio
 boundary the embeddings alone do not show. The paper compares against the model's predictions for
 the neighbours (`neighbour_probs="model"`); `"gold"` uses their decided labels instead (one-hot,
 smoothed by `smoothing`), which needs `SelectionState.labels`.
+
+The neighbours are searched block by block over the pool (one array or `Shards`) with an
+`ann.Index` over the labeled rows: `backend` numpy or faiss, exact, or IVF with `nprobe` (the
+nearest labeled rows in the probed cells).
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
+from .ann import Index, check_backend, plan
 from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, require, top_k_unlabeled
 from .registry import register
+from .shards import blocks
 
 
 @register
@@ -21,7 +26,8 @@ class CAL:
     name = "cal"
     needs = frozenset({EMBEDDINGS})
 
-    def __init__(self, neighbours: int = 10, neighbour_probs: str = "model", smoothing: float = 0.1):
+    def __init__(self, neighbours: int = 10, neighbour_probs: str = "model", smoothing: float = 0.1,
+                 backend: str = "auto", nprobe: int | None = None):
         if not isinstance(neighbours, int) or neighbours < 1:
             raise StrategyParamError("neighbours", f"must be a positive integer, got {neighbours!r}")
         if neighbour_probs not in ("model", "gold"):
@@ -29,6 +35,7 @@ class CAL:
         if not 0 <= smoothing < 1:
             raise StrategyParamError("smoothing", f"must be in [0, 1), got {smoothing!r}")
         self.neighbours, self.neighbour_probs, self.smoothing = neighbours, neighbour_probs, float(smoothing)
+        self.backend, self.nprobe = check_backend(backend, nprobe), nprobe
 
     def _reference(self, scores: Scores, state: SelectionState) -> tuple[np.ndarray, np.ndarray]:
         """Labeled rows to compare with and their class distributions."""
@@ -51,12 +58,18 @@ class CAL:
         if len(rows) == 0 or len(unlabeled) == 0:
             return utility
         emb = require(scores, self.name, EMBEDDINGS)
-        index = NearestNeighbors(n_neighbors=min(self.neighbours, len(rows))).fit(emb[rows])
-        _, near = index.kneighbors(emb[unlabeled])
-        q = np.clip(scores.probs[unlabeled].astype(np.float64), 1e-12, None)[:, None, :]  # (u, 1, c)
-        p = reference[near]  # (u, K, c)
-        kl = (p * (np.log(np.clip(p, 1e-12, None)) - np.log(q))).sum(axis=-1)
-        utility[unlabeled] = kl.mean(axis=1)
+        # The seed only shapes IVF's cells; fixed, so the utility stays a function of the scores.
+        index = Index(emb[rows], plan(self.backend, self.nprobe, len(unlabeled), len(rows)), seed=0)
+        for start, block in blocks(emb):
+            local = np.flatnonzero(~state.labeled[start:start + len(block)])
+            if len(local) == 0:
+                continue
+            near = index.search(block, self.neighbours)[1][local]  # the whole block: no copy of its candidates
+            q = np.clip(scores.probs[start + local].astype(np.float64), 1e-12, None)[:, None, :]  # (b, 1, c)
+            p = reference[np.maximum(near, 0)]  # (b, K, c); -1 = IVF found fewer than K: not counted
+            kl = (p * (np.log(np.clip(p, 1e-12, None)) - np.log(q))).sum(axis=-1)
+            found = near >= 0
+            utility[start + local] = (kl * found).sum(axis=1) / np.maximum(found.sum(axis=1), 1)
         return utility
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Diversity sampling: spread the batch over the embedding space instead of piling it on one doubt.
 
-All three work on `Scores.embeddings` (student pooled states or another configured source) and
-with nothing labeled yet, so each can also be a cold start.
+All three work on `Scores.embeddings` (student pooled states or another configured source, one
+array or `Shards`) and with nothing labeled yet, so each can also be a cold start. `backend`
+chooses how distances are found (`strategies/ann.py`): `numpy` (scikit-learn, the whole candidate
+set in memory), `faiss` (streamed block by block: k-means on a sample, exact or IVF search), or
+`auto` (faiss from `AUTO_MIN_ROWS` pool rows when it is installed).
 """
 from __future__ import annotations
 
@@ -9,23 +12,13 @@ import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import pairwise_distances_argmin_min
 
+from .ann import POINTS_PER_CENTRE, Plan, check_backend, kmeans, plan, seed_of
 from .base import EMBEDDINGS, Scores, SelectionState, StrategyParamError, mc_passes_of, require, top_k_unlabeled
-from .uncertainty import BALD, Entropy, LeastConfidence, Margin
+from .neighbourhood import first_per_group, k_center, knn_density, mean_cosine_density, nearest_per_cluster
 from .registry import register
+from .uncertainty import BALD, Entropy, LeastConfidence, Margin
 
 _UNCERTAINTY = {cls.name: cls for cls in (LeastConfidence, Margin, Entropy, BALD)}
-
-
-def seed_of(rng: np.random.Generator) -> int:
-    """A library seed drawn from the run's generator, so sklearn's randomness replays too."""
-    return int(rng.integers(2**31 - 1))
-
-
-def first_per_group(groups: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Row positions of the smallest key within each group (one per non-empty group)."""
-    order = np.lexsort((key, groups))
-    starts = np.flatnonzero(np.r_[True, groups[order][1:] != groups[order][:-1]])
-    return order[starts]
 
 
 def fill_up(chosen: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -38,23 +31,27 @@ def fill_up(chosen: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.G
 
 @register
 class KMeansSampling:
-    """Cluster the unlabeled items into k groups (mini-batch k-means) and take one item per cluster.
+    """Cluster the unlabeled items into k groups (k-means) and take one item per cluster.
 
     `pick="nearest"`: the item nearest each centre, largest clusters first (Nguyen & Smeulders 2004,
     "Active learning using pre-clustering", ICML). `pick="uncertain"`: the most uncertain item of each
     cluster by `uncertainty`, most uncertain first (Citovsky et al. 2021, "Batch Active Learning at
     Scale", NeurIPS, cluster-margin; Zhdanov 2019, "Diverse mini-batch Active Learning", arXiv:1901.05954).
-    With nothing labeled and pick="nearest" it is the clustering cold start.
+    With nothing labeled and pick="nearest" it is the clustering cold start. Backend numpy: mini-batch
+    k-means over all candidates (`batch_size`); faiss: Lloyd's k-means on a sample of
+    `POINTS_PER_CENTRE` x k candidates, then one streamed pass assigns every candidate.
     """
 
     name = "kmeans"
 
-    def __init__(self, pick: str = "nearest", uncertainty: str = "margin", batch_size: int = 4096, max_iter: int = 20):
+    def __init__(self, pick: str = "nearest", uncertainty: str = "margin", batch_size: int = 4096, max_iter: int = 20,
+                 backend: str = "auto"):
         if pick not in ("nearest", "uncertain"):
             raise StrategyParamError("pick", f"must be 'nearest' or 'uncertain', got {pick!r}")
         if uncertainty not in _UNCERTAINTY:
             raise StrategyParamError("uncertainty", f"must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
         self.pick, self.batch_size, self.max_iter = pick, batch_size, max_iter
+        self.backend = check_backend(backend)
         self.uncertainty = _UNCERTAINTY[uncertainty]()
         self.needs = frozenset({EMBEDDINGS}) | (getattr(self.uncertainty, "needs", frozenset())
                                                 if pick == "uncertain" else frozenset())
@@ -65,12 +62,15 @@ class KMeansSampling:
         k = min(k, len(candidates))
         if k <= 0:
             return np.empty(0, dtype=np.int64)
-        x = require(scores, self.name, EMBEDDINGS)[candidates]
-        kmeans = MiniBatchKMeans(n_clusters=k, random_state=seed_of(rng), n_init=1, max_iter=self.max_iter,
-                                 batch_size=self.batch_size).fit(x)
-        groups = kmeans.labels_
+        emb = require(scores, self.name, EMBEDDINGS)
+        if plan(self.backend, None, len(candidates)).library == "faiss":
+            return self._select_streamed(scores, state, candidates, k, rng)
+        x = emb[candidates]
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed_of(rng), n_init=1, max_iter=self.max_iter,
+                                batch_size=self.batch_size).fit(x)
+        groups = model.labels_
         if self.pick == "nearest":
-            sq = ((x - kmeans.cluster_centers_[groups]) ** 2).sum(axis=1)
+            sq = ((x - model.cluster_centers_[groups]) ** 2).sum(axis=1)
             firsts = first_per_group(groups, sq)
             size = np.bincount(groups, minlength=k)[groups[firsts]]
             firsts = firsts[np.argsort(-size, kind="stable")]
@@ -79,6 +79,19 @@ class KMeansSampling:
             firsts = first_per_group(groups, -utility)
             firsts = firsts[np.argsort(-utility[firsts], kind="stable")]
         return fill_up(candidates[firsts], candidates, k, rng).astype(np.int64)
+
+    def _select_streamed(self, scores: Scores, state: SelectionState, candidates: np.ndarray, k: int,
+                         rng: np.random.Generator) -> np.ndarray:
+        emb = scores.embeddings
+        sample = np.sort(rng.choice(candidates, size=min(len(candidates), POINTS_PER_CENTRE * k), replace=False))
+        centres = kmeans(emb[sample], k, seed_of(rng), self.max_iter)
+        utility = self.uncertainty.utility(scores, state) if self.pick == "uncertain" else None
+        rows, sizes = nearest_per_cluster(emb, centres, ~state.labeled, Plan("faiss"),
+                                          key=None if utility is None else -utility)
+        found = rows >= 0
+        rows, sizes = rows[found], sizes[found]
+        rows = rows[np.argsort(-sizes, kind="stable")] if utility is None else rows[np.argsort(-utility[rows], kind="stable")]
+        return fill_up(rows, candidates, k, rng).astype(np.int64)
 
 
 def min_sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -92,11 +105,17 @@ class CoreSet:
 
     Sener & Savarese 2018, "Active Learning for Convolutional Neural Networks: A Core-Set Approach",
     ICLR (the greedy 2-approximation, labeled items as the initial centres). With nothing labeled
-    the first centre is a random item. k passes over the candidates, each O(n d).
+    the first centre is a random item. Backend numpy: k passes over the candidates, each O(n d);
+    faiss: one streamed pass for the distances to the labeled items (exact, or IVF with `nprobe`:
+    distances to the nearest labeled item in the probed cells), then lazy greedy steps that refresh
+    only the farthest rows (`neighbourhood.k_center`): the same choices as k full passes.
     """
 
     name = "coreset"
     needs = frozenset({EMBEDDINGS})
+
+    def __init__(self, backend: str = "auto", nprobe: int | None = None):
+        self.backend, self.nprobe = check_backend(backend, nprobe), nprobe
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
         candidates = state.unlabeled_indices
@@ -104,8 +123,11 @@ class CoreSet:
         if k <= 0:
             return np.empty(0, dtype=np.int64)
         emb = require(scores, self.name, EMBEDDINGS)
-        x = emb[candidates]
         labeled = state.labeled_indices
+        search = plan(self.backend, self.nprobe, len(candidates), len(labeled))
+        if search.library == "faiss":
+            return k_center(emb, state.labeled, ~state.labeled, k, search, rng)
+        x = emb[candidates]
         if len(labeled):
             nearest = min_sq_distances(x, emb[labeled])
         else:
@@ -124,34 +146,41 @@ class CoreSet:
 
 @register
 class InformationDensity:
-    """An uncertainty utility times representativeness: (mean cosine similarity to the pool) ** beta.
+    """An uncertainty utility times representativeness ** beta.
 
-    Settles & Craven 2008, "An Analysis of Active Learning Strategies for Sequence Labeling Tasks",
-    EMNLP (information density). Down-weights outliers that are uncertain only because they are odd.
-    The mean cosine similarity to all n items is x/|x| . mean(x/|x|): exact and O(n d), no n x n matrix.
+    Representativeness is the mean cosine similarity to the whole pool (`neighbours: null`; Settles
+    & Craven 2008, "An Analysis of Active Learning Strategies for Sequence Labeling Tasks", EMNLP,
+    information density), exact and O(n d) as x/|x| . mean(x/|x|), streamed in two passes; or to
+    the `neighbours` nearest pool items (kNN density: Zhu, Wang, Yao & Tsou 2008, "Active Learning
+    with Sampling by Uncertainty and Density for Word Sense Disambiguation and Text Classification",
+    COLING), searched exactly or with IVF (`backend`, `nprobe`), O(n^2 d) when exact. Either way it
+    down-weights outliers that are uncertain only because they are odd.
     """
 
     name = "density"
 
-    def __init__(self, uncertainty: str = "entropy", beta: float = 1.0):
+    def __init__(self, uncertainty: str = "entropy", beta: float = 1.0, neighbours: int | None = None,
+                 backend: str = "auto", nprobe: int | None = None):
         if uncertainty not in _UNCERTAINTY:
             raise StrategyParamError("uncertainty", f"must be one of {', '.join(_UNCERTAINTY)}, got {uncertainty!r}")
         if not beta >= 0:
             raise StrategyParamError("beta", f"must be >= 0, got {beta!r}")
-        self.uncertainty, self.beta = _UNCERTAINTY[uncertainty](), float(beta)
+        if neighbours is not None and (not isinstance(neighbours, int) or isinstance(neighbours, bool) or neighbours < 1):
+            raise StrategyParamError("neighbours", f"must be a positive integer or null, got {neighbours!r}")
+        self.uncertainty, self.beta, self.neighbours = _UNCERTAINTY[uncertainty](), float(beta), neighbours
+        self.backend, self.nprobe = check_backend(backend, nprobe), nprobe
         self.needs = frozenset({EMBEDDINGS}) | getattr(self.uncertainty, "needs", frozenset())
         self.mc_passes = mc_passes_of(self.uncertainty)
 
     def density(self, scores: Scores) -> np.ndarray:
         emb = require(scores, self.name, EMBEDDINGS)
-        inverse_norm = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", emb, emb, dtype=np.float64)), 1e-12)
-        # The mean of the unit rows without a normalised copy; vectors in the pool's dtype, so no upcast copy either.
-        mean_unit = (emb.T @ inverse_norm.astype(emb.dtype)) / len(emb)
-        return np.clip((emb @ mean_unit.astype(emb.dtype)) * inverse_norm, 0.0, None)
+        if self.neighbours is None:
+            return mean_cosine_density(emb)
+        # The seed only matters to IVF's k-means; fixed, as density is a function of the pool alone.
+        return knn_density(emb, self.neighbours, plan(self.backend, self.nprobe, len(emb), len(emb)), seed=0)
 
     def utility(self, scores: Scores, state: SelectionState | None = None) -> np.ndarray:
         return self.uncertainty.utility(scores, state) * self.density(scores) ** self.beta
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
         return top_k_unlabeled(self.utility(scores, state), state, k, rng)
-

@@ -11,6 +11,7 @@ import numpy as np
 
 from .base import EMBEDDINGS, Scores, SelectionState, require, top_k_unlabeled
 from .registry import register
+from .shards import row_norms_sq
 
 
 @register
@@ -30,7 +31,7 @@ class ExpectedGradientLength:
         h = require(scores, self.name, EMBEDDINGS)
         # |p - e_y|^2 = |p|^2 - 2 p_y + 1
         residual = np.sqrt(np.maximum((p * p).sum(axis=1, keepdims=True) - 2.0 * p + 1.0, 0.0))
-        return (p * residual).sum(axis=1) * np.sqrt(np.einsum("ij,ij->i", h, h, dtype=np.float64))
+        return (p * residual).sum(axis=1) * np.sqrt(row_norms_sq(h))
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray:
         return top_k_unlabeled(self.utility(scores, state), state, k, rng)

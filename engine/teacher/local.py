@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import time
-from pathlib import Path
 from typing import Sequence
 
 import torch
-from huggingface_hub import try_to_load_from_cache
 from tqdm.auto import tqdm
 
-from ..core.errors import ConfigError, TeacherUnavailable
+from ..core.errors import ConfigError
 from ..task import TaskConfig
-from ..core.models import find_gguf, load_causal_lm, resolve_model_path
+from ..core.models import check_model, load_causal_lm
 from .base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from .estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter
 from .options import LocalTeacherConfig
@@ -200,23 +197,8 @@ def estimate(config: LocalTeacherConfig, task: TaskConfig, *, sample: Sequence[s
 
 
 def preflight(config: LocalTeacherConfig, task: TaskConfig) -> Preflight:
-    """Before any work: the model can be found here (an installed package or a folder, with its GGUF file if
-    one is named), or is a hub name that is cached, or may be downloaded (HF_HUB_OFFLINE unset). Loading it
-    takes seconds and happens anyway when the first item is labeled."""
-    folder = Path(resolve_model_path(config.model))
-    if folder.is_dir():
-        if config.gguf_file and not (folder / config.gguf_file).is_file():
-            found = find_gguf(folder, None)
-            raise TeacherUnavailable(f"teacher.gguf_file: {config.gguf_file!r} is not in {folder}"
-                                     + (f" (it holds {found})" if found else ""))
-        return Preflight(target=f"model {config.model}", detail=f"found in {folder}")
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        try:
-            cached = try_to_load_from_cache(config.model, "config.json")
-        except ValueError:  # not even a valid repository name
-            cached = None
-        if not isinstance(cached, str):
-            raise TeacherUnavailable(f"teacher.model: {config.model!r} is not an installed model package, a folder, "
-                                     "nor a hub model in the local cache, and HF_HUB_OFFLINE forbids downloading it")
-        return Preflight(target=f"model {config.model}", detail="found in the hub cache")
-    return Preflight(target=f"model {config.model}", detail="is a hub name: downloaded when first loaded")
+    """Before any work, cheaply: the model can be found here (an installed package or a folder, with its GGUF
+    file if one is named), or is a hub name that is cached or may be downloaded (core.models.check_model).
+    Loading it takes seconds and happens anyway when the first item is labeled."""
+    found = check_model(config.model, "teacher.model", gguf_file=config.gguf_file)
+    return Preflight(target=f"model {config.model}", detail=f"found ({found})")

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 from ..core.errors import TeacherUnavailable
 from ..task import TaskConfig
-from ..core.models import resolve_model_path
+from ..core.models import check_model, resolve_model_path
 from .base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from .confidence import label_distribution
 from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
@@ -141,9 +141,10 @@ def estimate(config: VLLMTeacherConfig, task: TaskConfig, *, sample: Sequence[st
 
 
 def preflight(config: VLLMTeacherConfig, task: TaskConfig) -> Preflight:
-    """Before any work: vLLM is installed (found, not imported: that takes seconds and a GPU); the model
-    itself loads with the first batch."""
+    """Before any work, cheaply: vLLM is installed (found, not imported: that takes seconds and a GPU) and
+    the model can be found (core.models.check_model); the engine loads it with the first batch."""
     if importlib.util.find_spec("vllm") is None:
         raise TeacherUnavailable("teacher.kind vllm: vLLM is not installed here; on a GPU machine: "
                                  "pip install 'quarry-al[vllm]'")
-    return Preflight(target=f"model {config.model}", detail="vLLM is installed; the model loads with the first batch")
+    found = check_model(config.model, "teacher.model")
+    return Preflight(target=f"model {config.model}", detail=f"found ({found}); vLLM is installed")

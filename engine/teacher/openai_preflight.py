@@ -89,4 +89,4 @@ def preflight(config: OpenAITeacherConfig, task: TaskConfig) -> Preflight:
     finally:
         client.close()
     return Preflight(target=target, detail="answered", seconds=time.perf_counter() - started,
-                     usage=usage_of(response))
+                     usage=usage_of(response), requested=True)

@@ -25,6 +25,7 @@ class Preflight:
     detail: str
     seconds: float = 0.0
     usage: Usage = field(default_factory=Usage)
+    requested: bool = False  # a request went out (worth a log line, with its cost); a local check is silent
 
 
 def preflight_teacher(options: TeacherOptions, task) -> Preflight | None:

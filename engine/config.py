@@ -5,14 +5,18 @@ so a job finds its data from any working directory; other paths are taken as wri
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from .core.errors import ConfigError
+from .core.tokens import hashed_form, weak_token_problem
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
 from .teacher.options import LocalTeacherConfig
 from .teacher.registry import discover, options_union
@@ -114,12 +118,54 @@ class RoutingConfig(_Strict):
 class ReviewConfig(_Strict):
     mode: Literal["simulate", "queue"] = "simulate"
     wait: bool = False  # queue mode: stop the loop until every pending item is decided
-    poll_s: float = Field(default=5.0, gt=0)
+    poll_s: float = Field(default=5.0, gt=0)  # the loop's wait, and the web page's poll of an empty queue
     overlap: int = Field(default=1, ge=1)  # distinct reviewers each item needs; agreement is measured when > 1
     lease_s: float = Field(default=300.0, gt=0)  # how long an item stays with the reviewer it was shown to
     host: str = "127.0.0.1"  # `quarry serve`: loopback unless told otherwise
     port: int = Field(default=8765, ge=1, le=65535)
-    reviewers: dict[str, str] = Field(default_factory=dict)  # name -> login token (or `quarry reviewers add`)
+    # name -> login token of at least 128 bits, or its `sha256:` form; the run database keeps the sha256 form only
+    reviewers: dict[str, str] = Field(default_factory=dict)
+    public_url: str | None = None  # where reviewers reach the app (e.g. https://review.example.org behind a proxy)
+    trusted_proxies: list[str] = Field(default_factory=list)  # addresses/networks whose X-Forwarded-* are believed
+    max_body_kb: int = Field(default=64, gt=0)  # larger request bodies are refused (413) before they are read
+    login_attempts: int = Field(default=10, gt=0)  # failed logins per client per login_window_s, then 429
+    login_attempts_total: int = Field(default=60, gt=0)  # failed logins of all clients per login_window_s
+    login_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _strong_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, token in value.items():
+            problem = weak_token_problem(token)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+        return value
+
+    @field_serializer("reviewers")
+    def _hashed_tokens(self, value: dict[str, str]) -> dict[str, str]:
+        """Every dump (the run database's config snapshot above all) keeps the tokens' hashes, never the tokens."""
+        return {name: hashed_form(token) for name, token in value.items()}
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be an origin such as https://review.example.org (no path)")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return value
 
 
 class StoppingConfig(_Strict):
@@ -351,5 +397,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
 
 
 def config_from_dict(raw: dict) -> JobConfig:
-    """Rebuild a config stored in a run's database (paths already resolved)."""
-    return JobConfig.model_validate(raw)
+    """Rebuild a config stored in a run's database (paths already resolved); a ConfigError if it is no longer valid."""
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error("the run database's config", exc)) from None

@@ -16,6 +16,7 @@ from .phases import Log, RunContext, label_round, review_round, select_round, tr
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
+from .teacher.preflight import describe as describe_preflight, preflight_teacher
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
 _FIXED_SECTIONS = ("task", "data")
@@ -35,6 +36,9 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
         check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
+    checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
+    if checked is not None and checked.requested:
+        log(describe_preflight(checked, config.teacher))
     data = load_job_data(config.data, config.task.label_names)
     for message in data.skipped:
         log(f"skipped bad row: {message}")

@@ -105,7 +105,8 @@ class TeacherCall:
             distribution=json.loads(row["distribution"]) if row["distribution"] else None, raw=row["raw"],
             usage=Usage(row["prompt_tokens"], row["completion_tokens"]), error=row["error"],
             error_message=row["error_message"], prompt_hash=row["prompt_hash"], latency_s=row["latency_s"],
-            cached=bool(row["cached"]), cost=row["cost"], confidence_method=row["confidence_method"] or "")
+            cached=bool(row["cached"]), cost=row["cost"], confidence_method=row["confidence_method"] or "",
+            confidence_note=row["confidence_note"])
         return _build(cls, row, result=result)
 
 
@@ -190,3 +191,11 @@ class Session:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Session":
         return _build(cls, row)
+
+
+@dataclass(frozen=True)
+class LoginSlot:
+    """A login attempt allowed to check its token (`attempt` is its id), or refused for `retry_after_s`."""
+
+    attempt: int | None
+    retry_after_s: float = 0.0

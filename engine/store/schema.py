@@ -5,10 +5,14 @@ keeps working; a fresh database gets every table here and its version when the r
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2  # 2: review audit log, leases, reviewers and web sessions
+from ..core.tokens import hashed_form
+
+# 2: review audit log, leases, reviewers and web sessions; 3: the config snapshot keeps reviewer tokens hashed
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +59,8 @@ CREATE TABLE IF NOT EXISTS teacher_calls (
     created_at REAL NOT NULL,
     cached INTEGER NOT NULL DEFAULT 0,   -- answered from the teacher cache: paid for by an earlier call
     cost REAL NOT NULL DEFAULT 0,        -- at the configured prices; 0 when cached
-    confidence_method TEXT
+    confidence_method TEXT,
+    confidence_note TEXT NOT NULL DEFAULT ''  -- what qualifies the confidence (no logprobs, the text was cut...)
 );
 CREATE INDEX IF NOT EXISTS teacher_calls_item ON teacher_calls(item_id);
 CREATE TABLE IF NOT EXISTS labels (
@@ -115,6 +120,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     csrf TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS login_attempts (  -- the login throttle: attempts being checked, and failed ones
+    id INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_attempts_client ON login_attempts(client, at);
+CREATE TABLE IF NOT EXISTS login_nonces (  -- one-time login form tokens, hashed
+    nonce_hash TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
 """
 
 # Version 1 databases had decisions only as human label rows and review statuses: give them audit records.
@@ -133,7 +148,7 @@ WHERE r.status != 'pending';
 """
 
 _ADDED_CALL_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT NULL DEFAULT 0",
-                       "confidence_method": "TEXT"}
+                       "confidence_method": "TEXT", "confidence_note": "TEXT NOT NULL DEFAULT ''"}
 
 
 class Transaction:
@@ -175,6 +190,16 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE teacher_calls ADD COLUMN {name} {declaration}")
 
 
+def _hash_config_tokens(conn: sqlite3.Connection) -> None:
+    """Version 2 kept review.reviewers' tokens as written in the config snapshot: keep their hashes instead."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    config = json.loads(row[0]) if row is not None else None
+    reviewers = (config.get("review") or {}).get("reviewers") if isinstance(config, dict) else None
+    if isinstance(reviewers, dict) and reviewers:
+        config["review"]["reviewers"] = {name: hashed_form(str(token)) for name, token in reviewers.items()}
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
+
+
 def _version(conn: sqlite3.Connection) -> int | None:
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return None if row is None else int(row[0])
@@ -193,4 +218,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         version = _version(conn)
         if version is not None and version < 2:
             conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
+        if version is not None and version < 3:
+            _hash_config_tokens(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -96,16 +96,17 @@ def run(args: argparse.Namespace) -> None:
     transformers.logging.set_verbosity_error()
     if args.threads:
         torch.set_num_threads(args.threads)
-    pool, y_pool, test, y_test, names = load_set(args.set)
+    pool, y_pool, test, y_test, names = load_set(args.set, args.pool)
+    set_tag = args.set if args.pool == 5000 else f"{args.set}-{args.pool}"  # results of other pool sizes apart
     model = args.model
-    frozen = lambda: frozen_embeddings(resolve_model_path(model), args.set, pool)  # noqa: E731
+    frozen = lambda: frozen_embeddings(resolve_model_path(model), set_tag, pool)  # noqa: E731
     print(f"{args.set}: pool {len(pool)}, test {len(test)}, {len(names)} classes; model {model}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     jobs = [(seed, arm) for seed in args.seeds for arm in args.arms] + \
            [(seed, f"small-text:{p}") for seed in args.seeds for p in args.peers]
     for seed, arm in jobs:
         recipe = "small-text" if arm.startswith("small-text:") else args.recipe
-        path = result_path(args.set, recipe, model, arm, seed)
+        path = result_path(set_tag, recipe, model, arm, seed)
         if path.is_file() and not args.force:
             print(f"skip {path.name} (done)", flush=True)
             continue
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"skip {path.name} (claimed by another worker)", flush=True)
             continue
         started = time.perf_counter()
-        meta = dict(set=args.set, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
+        meta = dict(set=set_tag, pool=args.pool, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
                     schedule=ARMS.get(arm), seed=seed)
         if recipe == "small-text":
             from _le_peer import run_peer
@@ -127,12 +128,12 @@ def run(args: argparse.Namespace) -> None:
                               lambda t, p: metrics(t, p, names),
                               lambda partial: write(path.with_suffix(".partial"), partial, meta, started))
         else:
-            student = MemoStudent(args.set, recipe, model, seed, pool, test, names)
+            student = MemoStudent(set_tag, recipe, model, seed, pool, test, names)
             result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, args.initial, args.rounds, args.batch)
         write(path, result, meta, started)
         claim.unlink(missing_ok=True)
         path.with_suffix(".partial").unlink(missing_ok=True)
-        print(f"{args.set} {recipe} {arm} seed {seed}: AULC acc {result['aulc_accuracy']:.4f} F1 "
+        print(f"{set_tag} {recipe} {arm} seed {seed}: AULC acc {result['aulc_accuracy']:.4f} F1 "
               f"{result['aulc_macro_f1']:.4f} ({result['wall_s']:.0f}s) acc "
               + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
 
@@ -157,7 +158,8 @@ def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:
         if recipe == "small-text" or claim.with_suffix(".json").is_file():
             continue
         model = MINILM if model_name == MINILM else str(Path.home() / ".cache" / "quarry" / "models" / model_name)
-        pool, y_pool, test, y_test, names = load_set(set_name)
+        base, _, size = set_name.partition("-")
+        pool, y_pool, test, y_test, names = load_set(base, int(size or 5000))
         seed = int(seed.removeprefix("seed"))
         student = MemoStudent(set_name, recipe, model, seed, pool, test, names)
         if ARMS[arm][0] != "random" and frozen_embeddings(resolve_model_path(model), set_name, pool, True) is None:
@@ -181,6 +183,7 @@ def main() -> None:
     r.add_argument("--arms", nargs="*", default=[], choices=list(ARMS))
     r.add_argument("--peers", nargs="*", default=[], help="small-text query strategies, e.g. BreakingTies")
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--pool", type=int, default=5000, help="pool size (the test set stays 500)")
     r.add_argument("--initial", type=int, default=25)
     r.add_argument("--rounds", type=int, default=5)
     r.add_argument("--batch", type=int, default=50)

@@ -120,12 +120,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reviewers(args: argparse.Namespace) -> int:
-    from .review.auth import add_reviewer, reviewer_names
+    from .review.auth import add_reviewer, remove_reviewer, reviewer_names
 
     with _open_store(args.run_dir) as store:
         if args.action == "add":
             token = add_reviewer(store, args.name)
             print(f"reviewer {args.name}: token {token}\n(shown once; only its hash is stored; log in at `quarry serve`)")
+        elif args.action == "remove":
+            ended = remove_reviewer(store, args.name, _config(store).review.reviewers)
+            print(f"reviewer {args.name} removed; {ended} open sessions ended")
         else:
             configured = sorted(_config(store).review.reviewers)
             for name in reviewer_names(store):
@@ -191,11 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: the config's review.port, 8765)")
     serve.set_defaults(func=cmd_serve)
 
-    reviewers = commands.add_parser("reviewers", help="create login tokens for the review web app")
+    reviewers = commands.add_parser("reviewers", help="login tokens for the review web app: add, remove, list")
     reviewer_actions = reviewers.add_subparsers(dest="action", required=True)
     add = reviewer_actions.add_parser("add", help="create or replace a reviewer's token (printed once)")
     add.add_argument("name")
     add.add_argument("run_dir")
+    remove = reviewer_actions.add_parser("remove", help="delete a reviewer's token and end their sessions")
+    remove.add_argument("name")
+    remove.add_argument("run_dir")
     listing = reviewer_actions.add_parser("list", help="reviewers who can log in")
     listing.add_argument("run_dir")
     reviewers.set_defaults(func=cmd_reviewers)

@@ -5,14 +5,18 @@ so a job finds its data from any working directory; other paths are taken as wri
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from .core.errors import ConfigError
+from .overrides import parse_overrides, set_dotted
+from .core.tokens import hashed_form, weak_token_problem
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
 from .teacher.options import GenerationOptions, LocalTeacherConfig
 from .teacher.registry import discover, options_union
@@ -160,12 +164,54 @@ class RoutingConfig(_Strict):
 class ReviewConfig(_Strict):
     mode: Literal["simulate", "queue"] = "simulate"
     wait: bool = False  # queue mode: stop the loop until every pending item is decided
-    poll_s: float = Field(default=5.0, gt=0)
+    poll_s: float = Field(default=5.0, gt=0)  # the loop's wait, and the web page's poll of an empty queue
     overlap: int = Field(default=1, ge=1)  # distinct reviewers each item needs; agreement is measured when > 1
     lease_s: float = Field(default=300.0, gt=0)  # how long an item stays with the reviewer it was shown to
     host: str = "127.0.0.1"  # `quarry serve`: loopback unless told otherwise
     port: int = Field(default=8765, ge=1, le=65535)
-    reviewers: dict[str, str] = Field(default_factory=dict)  # name -> login token (or `quarry reviewers add`)
+    # name -> login token of at least 128 bits, or its `sha256:` form; the run database keeps the sha256 form only
+    reviewers: dict[str, str] = Field(default_factory=dict)
+    public_url: str | None = None  # where reviewers reach the app (e.g. https://review.example.org behind a proxy)
+    trusted_proxies: list[str] = Field(default_factory=list)  # addresses/networks whose X-Forwarded-* are believed
+    max_body_kb: int = Field(default=64, gt=0)  # larger request bodies are refused (413) before they are read
+    login_attempts: int = Field(default=10, gt=0)  # failed logins per client per login_window_s, then 429
+    login_attempts_total: int = Field(default=60, gt=0)  # failed logins of all clients per login_window_s
+    login_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _strong_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, token in value.items():
+            problem = weak_token_problem(token)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+        return value
+
+    @field_serializer("reviewers")
+    def _hashed_tokens(self, value: dict[str, str]) -> dict[str, str]:
+        """Every dump (the run database's config snapshot above all) keeps the tokens' hashes, never the tokens."""
+        return {name: hashed_form(token) for name, token in value.items()}
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be an origin such as https://review.example.org (no path)")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return value
 
 
 class StoppingConfig(_Strict):
@@ -359,64 +405,6 @@ def check_strategies(config: JobConfig) -> None:
             raise ConfigError(f"{name_key}: {name!r} needs MC-dropout passes, which the causal student does not have")
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _flat_types(annotation: Any) -> list[Any]:
-    """The types an annotation admits: Optional, unions and Annotated unwrapped."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _flat_types(get_args(annotation)[0])
-    if origin in (Union, UnionType):
-        return [t for arg in get_args(annotation) for t in _flat_types(arg)]
-    return [annotation]
-
-
-def wants_string(dotted: str) -> bool:
-    """Whether the config schema types the value at `dotted` as a string (for any teacher kind)."""
-    models: list[Any] = [JobConfig]
-    keys = dotted.split(".")
-    for depth, key in enumerate(keys):
-        admitted = [t for m in models if key in m.model_fields for t in _flat_types(m.model_fields[key].annotation)]
-        if depth == len(keys) - 1:
-            return str in admitted
-        models = [t for t in admitted if isinstance(t, type) and issubclass(t, BaseModel)]
-    return False
-
-
-def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
-    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null),
-    except where the schema wants a string: there a value YAML would read as something else (a mapping,
-    as in `task.description=Emails: from customers`, a list, a number) is taken as written."""
-    parsed = []
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key.path=value")
-        literal = wants_string(key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            if not literal:
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({problem}); "
-                                  f"complete it, or quote it as a YAML string") from None
-            value = raw
-        if literal and value is not None and not isinstance(value, str):
-            value = raw.strip()
-        parsed.append((key, value))
-    return parsed
-
-
 def _format_error(source: str, error: ValidationError, overridden: dict[str, str] | None = None) -> str:
     """One line; a bad value that came from --set and that YAML read as a mapping or list says so."""
     problems = []
@@ -465,9 +453,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         raise ConfigError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    parsed = parse_overrides(overrides or [])
+    parsed = parse_overrides(JobConfig, overrides or [])
     for key, value in parsed:
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     base = path.resolve().parent
     data = raw.get("data")
     if isinstance(data, dict):
@@ -486,5 +474,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
 
 
 def config_from_dict(raw: dict) -> JobConfig:
-    """Rebuild a config stored in a run's database (paths already resolved)."""
-    return JobConfig.model_validate(raw)
+    """Rebuild a config stored in a run's database (paths already resolved); a ConfigError if it is no longer valid."""
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error("the run database's config", exc)) from None

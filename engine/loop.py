@@ -19,6 +19,7 @@ from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
 from .tasks.registry import task_kind
+from .teacher.preflight import describe as describe_preflight, preflight_teacher
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
 _FIXED_SECTIONS = ("task", "data")
@@ -38,6 +39,9 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
         check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
+    checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
+    if checked is not None and checked.requested:
+        log(describe_preflight(checked, config.teacher))
     data = task_kind(config.task).load_data(config)
     for message in data.skipped:
         log(f"skipped bad row: {message}")

@@ -9,6 +9,7 @@ from .context import RunContext
 from ..routing import Router, StudentPrediction
 from ..teacher import TeacherResult
 from ..teacher.base import TRANSIENT_ERRORS
+from ..teacher.breaker import label_or_stop
 from ..threshold import routing_for_round
 
 
@@ -22,7 +23,8 @@ def label_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> None
 
 def ask_teacher(ctx: RunContext, round_: int) -> None:
     """Items without a call, or whose latest call failed in transport (on resume too), are asked; those
-    failing again get `teacher.failed_passes` more passes, then go to a human like any failure."""
+    failing again get `teacher.failed_passes` more passes, then go to a human like any failure. A teacher
+    that stops answering altogether stops the round here (engine/teacher/breaker.py), before routing."""
     store = ctx.store
     selection = store.selection(round_)
     for attempt in range(1 + ctx.config.teacher.failed_passes):
@@ -37,7 +39,7 @@ def ask_teacher(ctx: RunContext, round_: int) -> None:
         def record(position: int, result: TeacherResult) -> None:
             store.record_teacher_call(todo[position].item_id, round_, teacher.model_id, result)
 
-        teacher.label(ctx.kind.teacher_items(ctx, round_, todo), on_result=record)
+        label_or_stop(teacher, ctx.kind.teacher_items(ctx, round_, todo), record, ctx.config.teacher, ctx.config.task)
 
 
 def route(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:

@@ -89,6 +89,25 @@ class ReviewQueue:
         assert item is not None
         return Lease(item=item, reviewer=reviewer, expires_at=expires)
 
+    def renew(self, reviewer: str, item_ids: Sequence[str]) -> dict[str, float | None]:
+        """Extend the reviewer's leases on these items (a page that is still open); per item the new
+        expiry, or None when the lease is gone: released, decided, or (expired) taken by someone else."""
+        now = self.clock()
+        renewed: dict[str, float | None] = {}
+        with self.store.review_transaction() as tx:
+            for item_id in item_ids:
+                review, own = tx.review(item_id), tx.lease_expiry(item_id, reviewer)
+                lost = review is None or review.status != "pending" or own is None
+                if not lost and own < now:  # expired: still ours only while nobody else filled the slots
+                    taken = len(tx.current_decisions(item_id)) + len(tx.other_holders(item_id, reviewer, now))
+                    lost = taken >= self.overlap
+                if lost:
+                    renewed[item_id] = None
+                    continue
+                tx.put_lease(item_id, reviewer, now, now + self.lease_s)
+                renewed[item_id] = now + self.lease_s
+        return renewed
+
     def release(self, reviewer: str, item_id: str, expires_at: float | None = None) -> None:
         """Give an item back; with `expires_at`, only that very lease (not one renewed since)."""
         self.store.release_lease(reviewer, item_id, expires_at)

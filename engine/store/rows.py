@@ -109,7 +109,8 @@ class TeacherCall:
             usage=Usage(row["prompt_tokens"], row["completion_tokens"]), error=row["error"],
             error_message=row["error_message"], prompt_hash=row["prompt_hash"], latency_s=row["latency_s"],
             cached=bool(row["cached"]), cost=row["cost"], confidence_method=row["confidence_method"] or "",
-            text=row["text"], signals=json.loads(row["signals"]) if row["signals"] else None)
+            text=row["text"], signals=json.loads(row["signals"]) if row["signals"] else None,
+            confidence_note=row["confidence_note"])
         return _build(cls, row, result=result)
 
 
@@ -196,3 +197,11 @@ class Session:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Session":
         return _build(cls, row)
+
+
+@dataclass(frozen=True)
+class LoginSlot:
+    """A login attempt allowed to check its token (`attempt` is its id), or refused for `retry_after_s`."""
+
+    attempt: int | None
+    retry_after_s: float = 0.0

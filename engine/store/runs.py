@@ -124,12 +124,14 @@ class RunsMixin(StoreBase):
             conn.execute(
                 "INSERT INTO teacher_calls (item_id, round, model, prompt_hash, label, confidence, distribution, raw, "
                 "error, error_message, prompt_tokens, completion_tokens, latency_s, created_at, cached, cost, "
-                "confidence_method, text, signals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "confidence_method, confidence_note, text, signals) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item_id, round_, model, result.prompt_hash, result.label, result.confidence,
                  json.dumps(result.distribution) if result.distribution is not None else None, result.raw,
                  result.error, result.error_message, result.usage.prompt_tokens, result.usage.completion_tokens,
                  result.latency_s, time.time(), int(result.cached), result.cost, result.confidence_method or None,
-                 result.text, json.dumps(result.signals) if result.signals is not None else None))
+                 result.confidence_note, result.text,
+                 json.dumps(result.signals) if result.signals is not None else None))
 
     def teacher_calls(self, round_: int | None = None) -> list[TeacherCall]:
         if round_ is None:
@@ -153,6 +155,11 @@ class RunsMixin(StoreBase):
     def latest_teacher_calls(self, round_: int | None = None) -> dict[str, TeacherCall]:
         """The latest call per item (of one round, or of the run): what a resumed round reuses instead of paying again."""
         return {call.item_id: call for call in self.teacher_calls(round_)}
+
+    def latest_teacher_call(self, item_id: str) -> TeacherCall | None:
+        """The item's latest call (what the review screen shows of the teacher), None if it was never asked."""
+        rows = self._rows("SELECT * FROM teacher_calls WHERE item_id = ? ORDER BY id DESC LIMIT 1", (item_id,))
+        return TeacherCall.from_row(rows[0]) if rows else None
 
     def teacher_models(self) -> dict[str, str]:
         """The model of each item's latest teacher call, without loading the answers (export's provenance)."""
@@ -187,6 +194,15 @@ class RunsMixin(StoreBase):
         for r in self._rows(f"SELECT source, COUNT(*) FROM ({_CURRENT_LABELS}) GROUP BY source"):
             counts[r[0]] = r[1]
         return counts
+
+    def selection_states(self) -> dict[str, int]:
+        """Where every item sent for labeling stands now, so the parts add up to items_requested():
+        its current label's source ('teacher', 'human'), else its review's status ('pending', 'skipped'),
+        else 'awaiting_teacher' (selected in a round not yet labeled and routed)."""
+        rows = self._rows(
+            f"SELECT COALESCE(c.source, r.status, 'awaiting_teacher'), COUNT(*) FROM selections s "
+            f"LEFT JOIN ({_CURRENT_LABELS}) c USING (item_id) LEFT JOIN reviews r USING (item_id) GROUP BY 1")
+        return {r[0]: r[1] for r in rows}
 
     def label_history(self, item_id: str | None = None) -> list[LabelRow]:
         """Every label row, oldest first (of one item, or of the run): the audit trail behind current_labels."""

@@ -5,13 +5,18 @@ keeps working; a fresh database gets every table here and its version when the r
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3  # 2: review audit log, leases, reviewers and web sessions; 3: generation tasks (answer text, edits)
+from ..core.tokens import hashed_form
+
+# 2: review audit log, leases, reviewers and web sessions; 3: the config snapshot keeps reviewer tokens hashed;
+# 4: generation tasks (answer text and signals, edits and rewrites in the review log)
+SCHEMA_VERSION = 4
 
 # The review log's kinds: accept (the teacher's answer), relabel (another label), edit (the teacher's answer,
-# changed), rewrite (the teacher's answer rejected, a new one written), skip. Version 3 added edit and rewrite.
+# changed), rewrite (the teacher's answer rejected, a new one written), skip. Version 4 added edit and rewrite.
 _REVIEW_LOG = """CREATE TABLE IF NOT EXISTS {name} (  -- append-only: every human decision and correction, with what was shown
     id INTEGER PRIMARY KEY,
     item_id TEXT NOT NULL REFERENCES items(item_id),
@@ -73,6 +78,7 @@ CREATE TABLE IF NOT EXISTS teacher_calls (
     cached INTEGER NOT NULL DEFAULT 0,   -- answered from the teacher cache: paid for by an earlier call
     cost REAL NOT NULL DEFAULT 0,        -- at the configured prices; 0 when cached
     confidence_method TEXT,
+    confidence_note TEXT NOT NULL DEFAULT '',  -- what qualifies the confidence (no logprobs, the text was cut...)
     text TEXT,                           -- generation: the answer the teacher wrote (label stays NULL)
     signals TEXT                         -- generation: JSON {signal: value} the teacher measured with it
 );
@@ -124,6 +130,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     csrf TEXT NOT NULL,
     expires_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS login_attempts (  -- the login throttle: attempts being checked, and failed ones
+    id INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_attempts_client ON login_attempts(client, at);
+CREATE TABLE IF NOT EXISTS login_nonces (  -- one-time login form tokens, hashed
+    nonce_hash TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
 """.replace("{review_log}", _REVIEW_LOG.format(name="review_log")).replace("{review_log_indexes}", _REVIEW_LOG_INDEXES)
 
 # Version 1 databases had decisions only as human label rows and review statuses: give them audit records.
@@ -144,7 +160,8 @@ WHERE r.status != 'pending';
 # Columns added after their table first shipped: databases made before get them, with their default.
 _ADDED_COLUMNS = {
     "teacher_calls": {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT NULL DEFAULT 0",
-                      "confidence_method": "TEXT", "text": "TEXT", "signals": "TEXT"},
+                      "confidence_method": "TEXT", "confidence_note": "TEXT NOT NULL DEFAULT ''",
+                      "text": "TEXT", "signals": "TEXT"},
     "items": {"input": "TEXT"},
     "reviews": {"signals": "TEXT"},
 }
@@ -191,16 +208,26 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def _rebuild_review_log(conn: sqlite3.Connection) -> None:
-    """Version 3: the review log's kind check gains edit and rewrite. SQLite cannot alter a CHECK, so the
+    """Version 4: the review log's kind check gains edit and rewrite. SQLite cannot alter a CHECK, so the
     table is copied into a new one that refers to itself, which the rename then makes `review_log`."""
-    conn.execute(_REVIEW_LOG.format(name="review_log_v3"))
-    conn.execute("INSERT INTO review_log_v3 SELECT id, item_id, reviewer, kind, label, shown, supersedes, via, "
+    conn.execute(_REVIEW_LOG.format(name="review_log_v4"))
+    conn.execute("INSERT INTO review_log_v4 SELECT id, item_id, reviewer, kind, label, shown, supersedes, via, "
                  "created_at FROM review_log ORDER BY id")
     conn.execute("DROP TABLE review_log")
-    conn.execute("ALTER TABLE review_log_v3 RENAME TO review_log")
+    conn.execute("ALTER TABLE review_log_v4 RENAME TO review_log")
     for statement in _REVIEW_LOG_INDEXES.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def _hash_config_tokens(conn: sqlite3.Connection) -> None:
+    """Version 2 kept review.reviewers' tokens as written in the config snapshot: keep their hashes instead."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+    config = json.loads(row[0]) if row is not None else None
+    reviewers = (config.get("review") or {}).get("reviewers") if isinstance(config, dict) else None
+    if isinstance(reviewers, dict) and reviewers:
+        config["review"]["reviewers"] = {name: hashed_form(str(token)) for name, token in reviewers.items()}
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'config'", (json.dumps(config),))
 
 
 def _version(conn: sqlite3.Connection) -> int | None:
@@ -222,5 +249,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if version is not None and version < 2:
             conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
         if version is not None and version < 3:
+            _hash_config_tokens(conn)
+        if version is not None and version < 4:
             _rebuild_review_log(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -52,7 +52,9 @@ class TeacherResult:
     cached: bool = False  # answered from the teacher cache: nothing paid for this call
     cost: float = 0.0  # what this call cost at the configured prices (0 when cached)
     confidence_method: str = ""  # logprobs | self_consistency | verbalized | p_true; "" if the backend does not say
-    confidence_note: str = ""  # why `confidence` is None on an answered item (e.g. the server sent no logprobs)
+    # What qualifies `confidence`: why it is None on an answered item (the server sent no logprobs), or that
+    # the teacher saw only part of the item (its text was cut to fit the prompt)
+    confidence_note: str = ""
     text: str | None = None  # generation: the answer the teacher wrote (`label` stays None)
     signals: dict[str, float] | None = None  # generation: confidence signals measured with the answer (judge, ...)
 

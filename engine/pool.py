@@ -1,6 +1,7 @@
 """The pool as Parquet shards in the run folder: read a shard, a column or a few rows at a time, never whole.
 
-    pool/shard-NNNNN.parquet   columns pos (pool position), item_id, text, gold; `shard_rows` rows each
+    pool/shard-NNNNN.parquet   columns pos (pool position), item_id, text, gold, input (generation: the
+                               instruction's input); `shard_rows` rows each
     pool/meta.json             rows, shard sizes, a fingerprint of the texts (keys frozen-embedding caches)
 
 The ledger of what was selected, labeled and reviewed stays in the store (SQLite); a pool item enters it
@@ -23,7 +24,9 @@ import pyarrow.parquet as pq
 from .core.files import atomic_write, write_text
 
 SHARD_ROWS = 100_000
-_SCHEMA = pa.schema([("pos", pa.int64()), ("item_id", pa.string()), ("text", pa.string()), ("gold", pa.string())])
+_SCHEMA = pa.schema([("pos", pa.int64()), ("item_id", pa.string()), ("text", pa.string()), ("gold", pa.string()),
+                     ("input", pa.string())])
+PoolTuple = tuple[str, str, "str | None", "str | None"]  # (item_id, text, gold, input)
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,11 @@ class PoolRow:
     item_id: str
     text: str
     gold: str | None
+    input: str | None = None
 
 
-def write_pool(folder: Path, rows: Iterable[tuple[str, str, str | None]], shard_rows: int = SHARD_ROWS) -> "PoolShards":
-    """Stream (item_id, text, gold) rows into shards; meta.json is written last, so a pool without it is
+def write_pool(folder: Path, rows: Iterable[PoolTuple], shard_rows: int = SHARD_ROWS) -> "PoolShards":
+    """Stream (item_id, text, gold, input) rows into shards; meta.json is written last, so a pool without it is
     incomplete and is written again."""
     folder.mkdir(parents=True, exist_ok=True)
     digest, sizes, batch = hashlib.sha256(), [], []
@@ -44,7 +48,7 @@ def write_pool(folder: Path, rows: Iterable[tuple[str, str, str | None]], shard_
         start = sum(sizes)
         table = pa.table({"pos": np.arange(start, start + len(batch), dtype=np.int64),
                           "item_id": [r[0] for r in batch], "text": [r[1] for r in batch],
-                          "gold": [r[2] for r in batch]}, schema=_SCHEMA)
+                          "gold": [r[2] for r in batch], "input": [r[3] for r in batch]}, schema=_SCHEMA)
         atomic_write(folder / f"shard-{len(sizes):05d}.parquet",
                      lambda tmp: pq.write_table(table, tmp, row_group_size=8192))
         sizes.append(len(batch))
@@ -62,11 +66,14 @@ def write_pool(folder: Path, rows: Iterable[tuple[str, str, str | None]], shard_
 
 
 def write_pool_table(folder: Path, shard: int, start: int, table: pa.Table) -> int:
-    """One shard from an Arrow table with item_id, text and gold columns (a streamed import); returns its rows."""
+    """One shard from an Arrow table with item_id, text and optional gold and input columns (a streamed
+    import); returns its rows."""
+    def optional(name: str) -> pa.Array:
+        return table[name].cast(pa.string()) if name in table.column_names else pa.nulls(table.num_rows, pa.string())
+
     pos = pa.array(np.arange(start, start + table.num_rows, dtype=np.int64))
     out = pa.table({"pos": pos, "item_id": table["item_id"].cast(pa.string()), "text": table["text"].cast(pa.string()),
-                    "gold": table["gold"].cast(pa.string()) if "gold" in table.column_names else
-                    pa.nulls(table.num_rows, pa.string())}, schema=_SCHEMA)
+                    "gold": optional("gold"), "input": optional("input")}, schema=_SCHEMA)
     atomic_write(folder / f"shard-{shard:05d}.parquet", lambda tmp: pq.write_table(out, tmp, row_group_size=8192))
     return table.num_rows
 
@@ -121,8 +128,13 @@ class PoolShards:
         for shard, wanted in by_shard.items():
             table = pq.read_table(self.files[shard]).take(pa.array([p - self.offsets[shard] for p in wanted]))
             for row in table.to_pylist():
-                found[row["pos"]] = PoolRow(row["pos"], row["item_id"], row["text"], row["gold"])
+                found[row["pos"]] = PoolRow(row["pos"], row["item_id"], row["text"], row["gold"], row.get("input"))
         return [found[p] for p in positions]
+
+    def rows(self) -> list[PoolRow]:
+        """Every row, in pool order: for the task kinds that score a small pool whole (generation)."""
+        return [PoolRow(r["pos"], r["item_id"], r["text"], r["gold"], r.get("input"))
+                for shard in self.files for r in pq.read_table(shard).to_pylist()]
 
 
 class PoolColumn(Sequence):

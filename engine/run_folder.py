@@ -3,8 +3,10 @@
     quarry.db                 the store (engine/store): the run's state; everything else derives from it
     pool/                     the pool's texts as Parquet shards (engine/pool.py)
     adapters/round-NNN/       the student trained in round NNN
-    scores/round-NNN/         the pool scores round NNN selected from (engine/score_shards.py: probs,
-                              float16 embedding shards[, mc_probs]); runs made before: scores/round-NNN.npz
+    scores/round-NNN/         the pool scores a classification round selected from (engine/score_shards.py:
+                              probs, float16 embedding shards[, mc_probs])
+    scores/round-NNN.npz      the same as one file: generation rounds ([token_entropy, ifd]) and runs made
+                              before the sharded layout
     stop_set/round-NNN.npy    round NNN's predictions on the stop set (for the next round's kappa)
     embeddings/SOURCE-KEY/    frozen-model pool embeddings (float16 shards), keyed by model, settings and pool
     metrics.jsonl             one line per finished round, rewritten from the store
@@ -25,8 +27,10 @@ import numpy as np
 from .core.errors import QuarryError
 from .core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
 from .score_shards import ScoreWriter, complete, read_embeddings, read_probs, read_scores
-from ..strategies.base import Scores
+from ..strategies.base import IFD, MC_PROBS, TOKEN_ENTROPY, Scores
 from ..strategies.shards import Shards
+
+_OPTIONAL_SCORES = (MC_PROBS, TOKEN_ENTROPY, IFD)
 
 
 class RunFolderError(QuarryError):
@@ -88,9 +92,10 @@ class RunFolder:
         return atomic_write(folder, write)
 
     def save_scores(self, round_: int, scores: Scores) -> None:
-        arrays = {"probs": scores.probs, "embeddings": scores.embeddings}
-        if scores.mc_probs is not None:
-            arrays["mc_probs"] = scores.mc_probs
+        arrays = {"probs": scores.probs}
+        for name in ("embeddings", *_OPTIONAL_SCORES):
+            if getattr(scores, name) is not None:
+                arrays[name] = getattr(scores, name)
         save_arrays(self.scores_path(round_), **arrays)
 
     def load_scores(self, round_: int, mc_passes: int = 0) -> Scores | None:
@@ -104,7 +109,8 @@ class RunFolder:
         mc = saved.get("mc_probs")
         if mc_passes and (mc is None or len(mc) != mc_passes):
             return None
-        return Scores(probs=saved["probs"], embeddings=saved["embeddings"], mc_probs=mc if mc_passes else None)
+        return Scores(probs=saved["probs"], embeddings=saved.get("embeddings"), mc_probs=mc if mc_passes else None,
+                      token_entropy=saved.get(TOKEN_ENTROPY), ifd=saved.get(IFD))
 
     def load_probs(self, round_: int) -> np.ndarray | None:
         if round_ >= 0 and complete(self.scores_dir(round_)):
@@ -116,7 +122,7 @@ class RunFolder:
         if complete(self.scores_dir(round_)):
             return read_embeddings(self.scores_dir(round_))
         path = self.scores_path(round_)
-        return load_arrays(path)["embeddings"] if path.is_file() else None
+        return load_arrays(path).get("embeddings") if path.is_file() else None
 
     # --- stop set -------------------------------------------------------------------------
     def stop_set_path(self, round_: int) -> Path:

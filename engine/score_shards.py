@@ -2,12 +2,14 @@
 
     scores/round-NNN/probs.npy            (n, c) float32 class probabilities (n x c is small: 160 MB at 10M x 4)
     scores/round-NNN/emb-SSSSS.f16        raw (rows, d) float16 embeddings, one file per pool shard
+                                          (.f32, float32, when the pool's n x d fits IN_MEMORY_VALUES)
     scores/round-NNN/mc_probs.npy         (T, n, c) float32 MC-dropout passes, when a strategy asked for them
     scores/round-NNN/meta.json            n, d, shard sizes, T: written last (the folder is moved into place whole)
 
 Writes arrive as (first pool position, arrays) batches in any order (Ray returns them as they finish);
 each lands at its rows. Reading gives `Scores` whose embeddings are a float32 array for a small pool
-and `strategies.Shards` of memory-mapped float16 files for a large one (never a float32 copy).
+and `strategies.Shards` of memory-mapped float16 files for a large one (never a float32 copy). A small
+pool's embeddings are kept as float32, so its selections are those of the single-file layout before.
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ class ScoreWriter:
         if self.dim is None:
             self.dim = dim
         if shard not in self._emb:
-            self._emb[shard] = np.memmap(self.folder / f"emb-{shard:05d}.f16", dtype=np.float16, mode="w+",
+            dtype = _embedding_dtype(self.n, dim)
+            self._emb[shard] = np.memmap(_embedding_path(self.folder, shard, dtype), dtype=dtype, mode="w+",
                                          shape=(self.sizes[shard], dim))
         return self._emb[shard]
 
@@ -76,6 +79,14 @@ class ScoreWriter:
         self._emb.clear()
 
 
+def _embedding_dtype(n: int, dim: int) -> np.dtype:
+    return np.dtype(np.float32 if n * dim <= IN_MEMORY_VALUES else np.float16)
+
+
+def _embedding_path(folder: Path, shard: int, dtype: np.dtype) -> Path:
+    return folder / f"emb-{shard:05d}.{'f32' if dtype == np.float32 else 'f16'}"
+
+
 def complete(folder: Path) -> bool:
     return (folder / "meta.json").is_file()
 
@@ -84,7 +95,8 @@ def read_embeddings(folder: Path) -> np.ndarray | Shards | None:
     meta = json.loads((folder / "meta.json").read_text())
     if meta["dim"] is None:
         return None
-    parts = [np.memmap(folder / f"emb-{s:05d}.f16", dtype=np.float16, mode="r", shape=(rows, meta["dim"]))
+    dtype = _embedding_dtype(meta["n"], meta["dim"])
+    parts = [np.memmap(_embedding_path(folder, s, dtype), dtype=dtype, mode="r", shape=(rows, meta["dim"]))
              for s, rows in enumerate(meta["sizes"])]
     if meta["n"] * meta["dim"] <= IN_MEMORY_VALUES:
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])

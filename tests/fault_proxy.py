@@ -60,7 +60,8 @@ def item_text(body: dict) -> str | None:
 
 class FaultProxy:
     """`script` is consumed one fault per request in arrival order; when it is empty, requests pass.
-    `by_item[text]` holds faults for the requests of one item (taken before the general script)."""
+    `by_item[text]` holds faults for the requests of one item (taken before the general script).
+    When the server behind it cannot be reached (killed), requests get 502, as from a reverse proxy."""
 
     def __init__(self, upstream_root: str):
         self.upstream_root = upstream_root
@@ -116,6 +117,10 @@ class FaultProxy:
                         code, payload = response.status, response.read()
                 except urllib.error.HTTPError as error:
                     code, payload = error.code, error.read()
+                except (urllib.error.URLError, ConnectionError, OSError) as error:  # the server is gone
+                    note(502, "upstream_down")  # answered as a reverse proxy does: 502 Bad Gateway
+                    body = json.dumps({"error": {"message": f"upstream unreachable: {error}", "type": "bad_gateway"}})
+                    return self._answer(502, body.encode(), {})
                 if fault.kind == "rewrite" and code != 200:
                     with proxy._lock:
                         queue.insert(0, fault)  # not an answer: the rewrite waits for the next one

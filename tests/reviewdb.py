@@ -16,12 +16,14 @@ def _reason(confidence: float) -> str:
 
 
 def make_review_db(path: Path, pending: int, texts: dict[int, str] | None = None, labeled: int = 6,
-                   review: dict | None = None) -> Path:
-    """A run with `labeled` teacher-accepted items and `pending` items waiting for review, all in round 0."""
+                   review: dict | None = None, descriptions: dict[str, str] | None = None) -> Path:
+    """A run with `labeled` teacher-accepted items and `pending` items waiting for review, all in round 0
+    (`descriptions`: label descriptions for the task)."""
     texts = texts or {}
     total = labeled + pending
+    labels = [{"name": n, "description": descriptions[n]} if descriptions and n in descriptions else n for n in LABELS]
     with Store(path) as store:
-        config = {"name": "review-test", "task": {"labels": LABELS, "instruction": "Route the message."},
+        config = {"name": "review-test", "task": {"labels": labels, "instruction": "Route the message."},
                   "data": {"pool": "pool.jsonl", "eval": "eval.jsonl"},
                   "routing": {"confidence_threshold": 0.8}, "review": {"mode": "queue", **(review or {})}}
         store.initialize(json.dumps(config),

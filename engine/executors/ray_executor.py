@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from .base import FunctionFactory, Write
-from ..config import ExecutorConfig
+from ..executor_config import ExecutorConfig
 from ..pool import PoolShards
 from ..task import TaskConfig
 from ..teacher import Teacher, build_teacher

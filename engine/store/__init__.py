@@ -9,7 +9,7 @@ serialize on the write lock, and a run killed at any moment resumes from its las
     rows.py       the row types every read returns
     runs.py       setup, items, rounds, teacher calls, labels (what the loop writes)
     reviews.py    pending reviews, leases, the review log, and the queue's transaction
-    reviewers.py  reviewer token hashes and web sessions
+    reviewers.py  reviewer token hashes, web sessions, the login throttle and one-time login form tokens
     pool_ledger.py the pool's side: its size and layout, selected pool items entering the ledger
     call_cache.py the teacher-call cache's own file (shared by runs, not run state)
 """
@@ -19,12 +19,12 @@ from .base import StoreError
 from .pool_ledger import PoolLedgerMixin
 from .reviewers import ReviewersMixin
 from .reviews import ReviewsMixin, ReviewTransaction
-from .rows import (DecisionRecord, Item, LabelRow, Lease, ReviewRow, Reviewer, RoundRow,
+from .rows import (DecisionRecord, Item, LabelRow, Lease, LoginSlot, ReviewRow, Reviewer, RoundRow,
                                          SelectionRow, Session, SettledReview, TeacherCall)
 from .runs import RunsMixin
 from .schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "DecisionRecord", "Item", "LabelRow", "Lease", "ReviewRow", "ReviewTransaction",
+__all__ = ["SCHEMA_VERSION", "DecisionRecord", "Item", "LabelRow", "Lease", "LoginSlot", "ReviewRow", "ReviewTransaction",
            "Reviewer", "RoundRow", "SelectionRow", "Session", "SettledReview", "Store", "StoreError", "TeacherCall"]
 
 

@@ -21,13 +21,15 @@ from tqdm.auto import tqdm
 
 from ..core.errors import ConfigError
 from ..task import TaskConfig
-from ..core.models import load_causal_lm
+from ..core.models import check_model, load_causal_lm
 from .base import Example, OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from .estimate import Estimate, TokenizerLoader, mean_prompt_tokens, token_counter
 from .options import LocalTeacherConfig
+from .preflight import Preflight
 from .prompts import load_template, render_messages
 
 _CONTENT_FREE = ("N/A", "", "[MASK]")
+MIN_TEXT_TOKENS = 64  # of an item's text kept before few-shot examples are left out to make room
 
 
 class LocalTeacher:
@@ -45,6 +47,11 @@ class LocalTeacher:
         if config.max_length <= longest:  # no room left for the prompt
             raise ConfigError(f"teacher.max_length: {config.max_length} leaves no room for the prompt; the longest "
                               f"label takes {longest} tokens, so give more than that (default 512)")
+        self._room = config.max_length - longest
+        fixed = len(self._tokens(self._prompt("")))  # the instructions, the labels and the answer cue
+        if fixed > self._room:
+            raise ConfigError(f"teacher.max_length: {config.max_length} cannot hold the prompt's instructions, labels "
+                              f"and answer cue ({fixed} tokens) plus the longest label ({longest}); raise it")
         # transformers renames past_key_values to cache (5.x); use whichever this version takes.
         self._cache_argument = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         pad = self.tokenizer.pad_token_id
@@ -58,15 +65,42 @@ class LocalTeacher:
         return torch.log(probs)
 
     def _prompt_ids(self, text: str) -> list[int]:
-        return self.tokenizer(self._prompt(text), add_special_tokens=False)["input_ids"]
+        return self._fitted(text)[1]
 
     def _prompt(self, text: str, examples: Sequence[Example] = ()) -> str:
         messages = render_messages(self.template, self.task, text, output="label", examples=examples)
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def _fit(self, prompt_ids: list[int]) -> list[int]:
-        room = self.config.max_length - max(len(ids) for ids in self._label_ids)
-        return prompt_ids[-room:] if len(prompt_ids) > room else prompt_ids  # keep the end: the text and the cue
+    def _tokens(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def _fitted(self, text: str, examples: Sequence[Example] = ()) -> tuple[str, list[int], str]:
+        """The item's prompt within `max_length` (less the longest label), and a note when it had to be cut.
+
+        The item's text is what gets cut (its end goes); the instructions, the label list and the answer cue
+        stay whole, since a prompt without them asks nothing. Few-shot examples, last first, are left out
+        only if the text would otherwise keep fewer than MIN_TEXT_TOKENS tokens.
+        """
+        prompt = self._prompt(text, examples)
+        ids = self._tokens(prompt)
+        if len(ids) <= self._room:
+            return prompt, ids, ""
+        examples, dropped = list(examples), 0
+        head = len(self._tokens(self._prompt("", examples)))
+        while examples and head > self._room - MIN_TEXT_TOKENS:
+            examples.pop()
+            dropped += 1
+            head = len(self._tokens(self._prompt("", examples)))
+        text_ids = self._tokens(text)
+        keep = max(0, min(len(text_ids), self._room - head))
+        while True:  # the cut text may tokenize a little differently inside the prompt: shorten until it fits
+            prompt = self._prompt(self.tokenizer.decode(text_ids[:keep]), examples)
+            ids = self._tokens(prompt)
+            if len(ids) <= self._room or keep == 0:
+                break
+            keep = max(0, keep - (len(ids) - self._room))
+        note = f"item text truncated from {len(text_ids)} to {keep} tokens to fit teacher.max_length {self.config.max_length}"
+        return prompt, ids, note + (f"; {dropped} few-shot examples left out" if dropped else "")
 
     def _label_logprobs(self, prompt_ids: list[int]) -> list[float]:
         return self._batch_label_logprobs([prompt_ids])[0]
@@ -79,7 +113,6 @@ class LocalTeacher:
         labels, which run as a second batch (prompts x labels rows). Running the prompt once and
         reusing its cache was 3x faster than prompt+label per label on this CPU.
         """
-        prompts = [self._fit(p) for p in prompts]
         device = next(self.model.parameters()).device
         n, count = len(prompts), len(self._label_ids)
         length, width = max(len(p) for p in prompts), max(len(ids) for ids in self._label_ids)
@@ -118,8 +151,8 @@ class LocalTeacher:
     def label(self, items: Sequence[TeacherItem], on_result: OnResult | None = None) -> list[TeacherResult]:
         """Batches group prompts of similar length (less padding), so `on_result` may fire out of order;
         the returned results keep the order of `items`."""
-        prompts = [self._prompt(item.text, item.examples) for item in items]
-        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        fitted = [self._fitted(item.text, item.examples) for item in items]
+        prompts, prompt_ids, notes = [f[0] for f in fitted], [f[1] for f in fitted], [f[2] for f in fitted]
         size = self.config.batch_size
         order = sorted(range(len(items)), key=lambda i: len(prompt_ids[i])) if size > 1 else list(range(len(items)))
         results: list[TeacherResult | None] = [None] * len(items)
@@ -140,7 +173,7 @@ class LocalTeacher:
                         raw=json.dumps({name: round(t, 4) for name, t in zip(self.task.label_names, totals)}),
                         usage=Usage(prompt_tokens=len(prompt_ids[position]), completion_tokens=0),
                         prompt_hash=prompt_hash(self.model_id, prompts[position], f"label-loglik;calibrate={corrected}"),
-                        latency_s=latency)
+                        latency_s=latency, confidence_note=notes[position])
                     results[position] = result
                     if on_result is not None:
                         on_result(position, result)
@@ -161,3 +194,11 @@ def estimate(config: LocalTeacherConfig, task: TaskConfig, *, sample: Sequence[s
 
     count, how = token_counter(config.model, "teacher.model", load_tokenizer, "no teacher.model")
     return Estimate(1, mean_prompt_tokens(count, render, sample), 0.0, how, render(shown))
+
+
+def preflight(config: LocalTeacherConfig, task: TaskConfig) -> Preflight:
+    """Before any work, cheaply: the model can be found here (an installed package or a folder, with its GGUF
+    file if one is named), or is a hub name that is cached or may be downloaded (core.models.check_model).
+    Loading it takes seconds and happens anyway when the first item is labeled."""
+    found = check_model(config.model, "teacher.model", gguf_file=config.gguf_file)
+    return Preflight(target=f"model {config.model}", detail=f"found ({found})")

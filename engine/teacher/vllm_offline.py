@@ -11,19 +11,22 @@ parameters were renamed in v0.12 (`GuidedDecodingParams`/`guided_decoding` becam
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..core.errors import TeacherUnavailable
 from ..task import TaskConfig
-from ..core.models import resolve_model_path
+from ..core.models import check_model, resolve_model_path
 from .base import OnResult, TeacherItem, TeacherResult, Usage, distribution_to_result, prompt_hash
 from .confidence import label_distribution
 from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_tokens, token_counter
 from .options import VLLMTeacherConfig
 from .parsing import parse_bare
+from .preflight import Preflight
 from .prompts import load_template, render_messages
 
 
@@ -135,3 +138,13 @@ def estimate(config: VLLMTeacherConfig, task: TaskConfig, *, sample: Sequence[st
     longest = max(task.label_names, key=len)
     answer = float(min(config.max_tokens, answer_tokens(count, longest)))
     return Estimate(1, mean_prompt_tokens(count, render, sample), answer, how, render(shown))
+
+
+def preflight(config: VLLMTeacherConfig, task: TaskConfig) -> Preflight:
+    """Before any work, cheaply: vLLM is installed (found, not imported: that takes seconds and a GPU) and
+    the model can be found (core.models.check_model); the engine loads it with the first batch."""
+    if importlib.util.find_spec("vllm") is None:
+        raise TeacherUnavailable("teacher.kind vllm: vLLM is not installed here; on a GPU machine: "
+                                 "pip install 'quarry-al[vllm]'")
+    found = check_model(config.model, "teacher.model")
+    return Preflight(target=f"model {config.model}", detail=f"found ({found}); vLLM is installed")

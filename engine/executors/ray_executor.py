@@ -16,6 +16,7 @@ same path (shared storage) and have Quarry installed (or get it from `runtime_en
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -32,7 +33,10 @@ from ..teacher.options import TeacherOptions
 class _Apply:
     """A Ray Data actor: builds the function once, then maps batches (pos, text) -> (pos, outputs...)."""
 
-    def __init__(self, make: FunctionFactory):
+    def __init__(self, make: FunctionFactory, cpus: float):
+        import torch
+
+        torch.set_num_threads(max(1, int(cpus)))  # as many threads as CPUs reserved, not one per core of the node
         self.function = make()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -68,7 +72,9 @@ class RayExecutor:
                 runtime_env.setdefault("worker_process_setup_hook", hook)
             kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env or None}
             if config.address is None:
-                kwargs.update(num_cpus=config.num_cpus,
+                # One logical CPU more than the actors may hold: Ray Data lists the pool's files in a task
+                # that takes a CPU, and with every CPU held by a scoring actor it would wait forever.
+                kwargs.update(num_cpus=(config.num_cpus or os.cpu_count() or 1) + 1,
                               object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None)
             else:
                 kwargs["address"] = config.address
@@ -82,9 +88,11 @@ class RayExecutor:
         import ray
 
         cfg = self.config
-        dataset = ray.data.read_parquet([str(f) for f in pool.files], columns=["pos", "text"])
-        mapped = dataset.map_batches(_Apply, fn_constructor_args=(make,), batch_size=cfg.batch_size,
-                                     batch_format="numpy", concurrency=cfg.actors, num_cpus=cfg.cpus_per_actor,
+        # Reading a shard is cheap: its tasks take no CPU slot, so they never wait behind the scoring actors.
+        dataset = ray.data.read_parquet([str(f) for f in pool.files], num_cpus=0).select_columns(["pos", "text"])
+        mapped = dataset.map_batches(_Apply, fn_constructor_args=(make, cfg.cpus_per_actor), batch_size=cfg.batch_size,
+                                     batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+                                     num_cpus=cfg.cpus_per_actor,
                                      max_restarts=cfg.max_restarts, max_task_retries=cfg.max_task_retries)
         for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
             write(np.asarray(batch.pop("pos")), {name: np.asarray(value) for name, value in batch.items()})

@@ -27,6 +27,8 @@ class ExecutorConfig(BaseModel):
     batch_size: int = Field(default=4096, gt=0)  # pool rows per map_batches batch
     max_restarts: int = Field(default=3, ge=0)  # a dead actor is restarted this often ...
     max_task_retries: int = Field(default=3, ge=0)  # ... and its batches retried
+    label_cpus_per_actor: float = Field(default=0.25, gt=0)  # an HTTP labeling actor mostly waits on the server
+    label_batch_size: int = Field(default=64, gt=0)  # vLLM processor: items per engine batch
     shard_rows: int = Field(default=100_000, gt=0)  # pool rows per Parquet shard of a new run folder
     runtime_env: dict[str, Any] = Field(default_factory=dict)  # ray.init runtime_env (pip, env_vars, working_dir...)
 

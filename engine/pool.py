@@ -84,6 +84,22 @@ def finish_pool(folder: Path, sizes: Sequence[int], fingerprint: str) -> "PoolSh
     return PoolShards(folder)
 
 
+def read_range(path: str, start: int, stop: int, column: str = "text") -> list:
+    """Rows [start, stop) of one shard's column, reading only the row groups that hold them."""
+    shard = pq.ParquetFile(path)
+    groups, first, row = [], None, 0
+    for g in range(shard.num_row_groups):
+        size = shard.metadata.row_group(g).num_rows
+        if row < stop and row + size > start:
+            groups.append(g)
+            first = row if first is None else first
+        row += size
+    if not groups:
+        return []
+    values = shard.read_row_groups(groups, columns=[column]).column(column)
+    return values.slice(start - first, stop - start).to_pylist()
+
+
 class PoolShards:
     """Read access to a written pool; holds only its metadata."""
 
@@ -115,6 +131,15 @@ class PoolShards:
         """(first position, texts) per shard, in pool order."""
         for shard in range(len(self.sizes)):
             yield self.offsets[shard], self.texts(shard)
+
+    def chunks(self, rows: int) -> list[tuple[str, int, int]]:
+        """The pool as (shard file, first row, last row + 1) ranges of at most `rows` rows, in pool order:
+        units of work a worker reads itself (read_range) from storage it shares with the driver."""
+        return [(str(path), start, min(start + rows, size))
+                for path, size in zip(self.files, self.sizes) for start in range(0, size, rows)]
+
+    def first_position(self, path: str) -> int:
+        return int(self.offsets[[str(f) for f in self.files].index(path)])
 
     def rows_at(self, positions: Sequence[int]) -> list[PoolRow]:
         """The rows at these pool positions, in the order asked; each shard touched is read once."""

@@ -38,7 +38,7 @@ class ScoreWriter:
                                              shape=(mc_passes, self.n, classes)) if mc_passes else None)
         self.dim: int | None = None
         self._emb: dict[int, np.memmap] = {}
-        self.written = 0
+        self.covered = np.zeros(self.n, dtype=bool)  # a retried batch may arrive twice: it writes the same values
 
     def _embedding_file(self, shard: int, dim: int) -> np.memmap:
         if self.dim is None:
@@ -63,11 +63,11 @@ class ScoreWriter:
                 at = np.flatnonzero(shard_of == shard)
                 target = self._embedding_file(int(shard), embeddings.shape[1])
                 target[positions[at] - int(self.offsets[shard])] = embeddings[at]
-        self.written += len(positions)
+        self.covered[positions] = True
 
     def finish(self) -> None:
-        if self.written != self.n:
-            raise RuntimeError(f"scores cover {self.written} of {self.n} pool rows")
+        if not self.covered.all():
+            raise RuntimeError(f"scores cover {int(self.covered.sum())} of {self.n} pool rows")
         self.probs.flush()
         if self.mc is not None:
             self.mc.flush()

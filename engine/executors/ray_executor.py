@@ -1,14 +1,16 @@
 """The Ray executor: the same functions as the local one, run through Ray Data on a cluster or on this machine.
 
-Scoring and embedding read the pool's Parquet shards with `ray.data.read_parquet` and run `map_batches`
-on a fixed pool of actors (`concurrency=executor.actors`): each actor builds the function once (the
-student with the round's adapter) and scores batch after batch. Results stream back to the driver,
-which writes each batch at its pool positions, so nothing holds the whole pool. A dead actor is
-restarted (`max_restarts`) and its batches retried (`max_task_retries`) by Ray.
+Scoring and embedding run `map_batches` over the pool's chunks (`batch_size` rows of one Parquet shard
+each) on a fixed pool of actors (`executor.actors`): each actor builds the function once (the student
+with the round's adapter), then reads each chunk's texts from the shard itself and scores them. Results
+stream back to the driver, which writes each chunk at its pool positions, so nothing holds the whole
+pool. A dead actor is restarted (`max_restarts`) and its chunks retried (`max_task_retries`) by Ray.
+(Chunks, not `read_parquet` blocks: Ray Data reads small shard files as one block, which one actor
+would then score alone, and a failure would redo all of it.)
 
-Labeling: vLLM teachers run as `ray.data.llm` processors and OpenAI-compatible servers through its
-HTTP processor (engine/executors/ray_llm.py); the local teacher stays on the driver. Either way the
-call cache and the store sit on the driver: every result is cached and committed as it arrives.
+Labeling (engine/executors/ray_llm.py): OpenAI-compatible servers through an HTTP processor of Ray actors,
+vLLM as a `ray.data.llm` processor; the local teacher and generation writers stay on the driver. Either
+way the call cache and the store sit on the driver: every result is cached and committed as it arrives.
 
 `address: null` starts a private Ray on this machine with `num_cpus` and small memory settings;
 "auto" or "ray://host:port" joins a running cluster, whose workers must see the run folder at the
@@ -16,22 +18,22 @@ same path (shared storage) and have Quarry installed (or get it from `runtime_en
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Callable
 
 import numpy as np
 
 from .base import FunctionFactory, Write
+from .ray_llm import build_ray_teacher
 from ..executor_config import ExecutorConfig
-from ..pool import PoolShards
+from ..pool import PoolShards, read_range
 from ..task import TaskConfig
-from ..teacher import Teacher, build_teacher
+from ..teacher import Teacher
 from ..teacher.options import TeacherOptions
 
 
 class _Apply:
-    """A Ray Data actor: builds the function once, then maps batches (pos, text) -> (pos, outputs...)."""
+    """A Ray Data actor: builds the function once, then maps chunks (path, start, stop, first) -> (pos, outputs...)."""
 
     def __init__(self, make: FunctionFactory, cpus: float):
         import torch
@@ -39,9 +41,11 @@ class _Apply:
         torch.set_num_threads(max(1, int(cpus)))  # as many threads as CPUs reserved, not one per core of the node
         self.function = make()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.function([str(t) for t in batch["text"]])
-        return {"pos": np.asarray(batch["pos"], dtype=np.int64), **out}
+    def __call__(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start, stop = int(chunk["start"][0]), int(chunk["stop"][0])
+        out = self.function(read_range(str(chunk["path"][0]), start, stop))
+        first = int(chunk["first"][0])
+        return {"pos": np.arange(first + start, first + stop, dtype=np.int64), **out}
 
 
 def checkout_hook() -> Callable[[], None] | None:
@@ -72,9 +76,7 @@ class RayExecutor:
                 runtime_env.setdefault("worker_process_setup_hook", hook)
             kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env or None}
             if config.address is None:
-                # One logical CPU more than the actors may hold: Ray Data lists the pool's files in a task
-                # that takes a CPU, and with every CPU held by a scoring actor it would wait forever.
-                kwargs.update(num_cpus=(config.num_cpus or os.cpu_count() or 1) + 1,
+                kwargs.update(num_cpus=config.num_cpus,
                               object_store_memory=config.object_store_mb * 2**20 if config.object_store_mb else None)
             else:
                 kwargs["address"] = config.address
@@ -88,9 +90,10 @@ class RayExecutor:
         import ray
 
         cfg = self.config
-        # Reading a shard is cheap: its tasks take no CPU slot, so they never wait behind the scoring actors.
-        dataset = ray.data.read_parquet([str(f) for f in pool.files], num_cpus=0).select_columns(["pos", "text"])
-        mapped = dataset.map_batches(_Apply, fn_constructor_args=(make, cfg.cpus_per_actor), batch_size=cfg.batch_size,
+        chunks = [{"path": path, "start": start, "stop": stop, "first": pool.first_position(path)}
+                  for path, start, stop in pool.chunks(cfg.batch_size)]
+        dataset = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        mapped = dataset.map_batches(_Apply, fn_constructor_args=(make, cfg.cpus_per_actor), batch_size=1,
                                      batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
                                      num_cpus=cfg.cpus_per_actor,
                                      max_restarts=cfg.max_restarts, max_task_retries=cfg.max_task_retries)
@@ -98,11 +101,7 @@ class RayExecutor:
             write(np.asarray(batch.pop("pos")), {name: np.asarray(value) for name, value in batch.items()})
 
     def build_teacher(self, config: TeacherOptions, task: TaskConfig, progress: bool) -> Teacher:
-        if config.kind in ("vllm", "openai"):
-            from .ray_llm import build_ray_teacher
-
-            return build_ray_teacher(config, task, self.config, progress)
-        return build_teacher(config, task, progress=progress)
+        return build_ray_teacher(config, task, self.config, progress)
 
     def close(self) -> None:
         import ray

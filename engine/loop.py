@@ -37,7 +37,7 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
-        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file, ref.causal)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
     checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
     if checked is not None and checked.requested:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .config import config_from_dict, load_config
 from .core.errors import QuarryError
 from .run_folder import RunFolder
+from .student_config import recipe_warnings
 
 # engine/export.py FORMATS (not imported here: it brings the task kinds and their models with it).
 EXPORT_FORMATS = ("chat", "sharegpt", "alpaca", "dpo", "jsonl")
@@ -67,6 +68,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import make_plan, plan_text
 
     print(plan_text(make_plan(config)))
+    for warning in recipe_warnings(config.student):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -22,6 +22,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .core.stats import auroc, wilson_interval, wilson_lower
+from .tasks.signals import SIGNALS, confidence
 
 AgreementMode = Literal["ignore", "required", "sufficient"]
 
@@ -34,6 +35,7 @@ class ReviewedItem:
     student_label: str | None = None
     student_confidence: float | None = None
     weight: float = 1.0  # how many teacher-labeled items this one stands for (1/audit rate for audits)
+    signals: dict[str, float] | None = None  # generation: every confidence signal of the answer (raw values)
 
     @property
     def correct(self) -> bool:
@@ -179,4 +181,15 @@ def signal_aurocs(items: Sequence[ReviewedItem]) -> dict[str, float | None]:
     result["student"] = auroc([s for _, s in with_student], [i.correct for i, _ in with_student])
     result["teacher+student"] = auroc([(i.teacher_confidence + s) / 2 for i, s in with_student],
                                       [i.correct for i, _ in with_student])
+    return result
+
+
+def answer_signal_aurocs(items: Sequence[ReviewedItem]) -> dict[str, tuple[float | None, int]]:
+    """Generation: (AUROC, items measured) of each signal for telling answers people kept as they were from
+    those they changed; `length` is the baseline every other signal must beat."""
+    result: dict[str, tuple[float | None, int]] = {}
+    for name in SIGNALS:
+        measured = [(confidence(name, i.signals[name]), i.correct) for i in items if i.signals and name in i.signals]
+        if measured:
+            result[name] = (auroc([c for c, _ in measured], [ok for _, ok in measured]), len(measured))
     return result

@@ -53,12 +53,16 @@ def run_chart(history: Sequence[dict[str, Any]], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3 if gold else 2, figsize=(15 if gold else 10.5, 4.2))
     curve, sources = axes[0], axes[1]
     labels = [m["labeled_total"] for m in history]
-    curve.plot(labels, [m["eval_accuracy"] for m in history], marker="o", color="#4e79a7", label="accuracy")
-    curve.plot(labels, [m["eval_macro_f1"] for m in history], marker="s", color="#76b7b2", label="macro-F1")
     curve.set_xlabel("labels so far")
-    curve.set_ylabel("student on the evaluation set")
-    curve.set_ylim(0, 1.02)
-    curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
+    if "eval_nll" in history[0]:  # a generation task: the student's NLL of the references, lower is better
+        curve.plot(labels, [m["eval_nll"] for m in history], marker="o", color="#4e79a7", label="eval NLL")
+        curve.set_ylabel("student's NLL per reference token")
+    else:
+        curve.plot(labels, [m["eval_accuracy"] for m in history], marker="o", color="#4e79a7", label="accuracy")
+        curve.plot(labels, [m["eval_macro_f1"] for m in history], marker="s", color="#76b7b2", label="macro-F1")
+        curve.set_ylabel("student on the evaluation set")
+        curve.set_ylim(0, 1.02)
+        curve.yaxis.set_major_formatter(ticker.PercentFormatter(1.0))
     if len(labels) <= 12:
         curve.set_xticks(labels)  # a tick at each round's label count
     else:

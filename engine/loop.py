@@ -9,13 +9,17 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, JobConfig, check_strategies, models_to_load
+from pydantic import ValidationError
+
+from .config import ConfigError, JobConfig, check_strategies, config_from_dict, models_to_load
 from .core.models import check_model
-from .data import JobData, load_job_data
+from .data import JobData
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
+from .student_config import recipe_warnings
+from .tasks.registry import task_kind
 from .teacher.preflight import describe as describe_preflight, preflight_teacher
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
@@ -34,12 +38,14 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
-        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file, ref.causal)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
+    for warning in recipe_warnings(config.student):
+        log(f"warning: {warning}")
     checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
     if checked is not None and checked.requested:
         log(describe_preflight(checked, config.teacher))
-    data = load_job_data(config.data, config.task.label_names)
+    data = task_kind(config.task).load_data(config)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
     folder.create()
@@ -60,10 +66,11 @@ def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log
             raise ConfigError("loop.initial_labels: is 0 and there is no data.seed file: the student has nothing to learn from")
         store.initialize(json.dumps(snapshot),
                          [(r.item_id, r.text, r.label) for r in data.pool],
-                         [(r.item_id, r.text, r.label) for r in data.seed])
+                         [(r.item_id, r.text, r.label) for r in data.seed],
+                         inputs={r.item_id: r.input for r in [*data.pool, *data.seed] if r.input is not None})
         log(f"new run: {len(data.pool)} pool items, {len(data.seed)} seed labels, {len(data.eval)} eval items")
         return
-    stored = json.loads(store.config_json())
+    stored = _as_read_now(json.loads(store.config_json()))
     for section in _FIXED_SECTIONS:
         if stored.get(section) != snapshot.get(section):
             raise ConfigError(f"{store.path}: the config's '{section}' section differs from the one this run was "
@@ -72,6 +79,15 @@ def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log
         store.set_meta("config", json.dumps(snapshot))
         log("resuming with changed settings (student, strategy, teacher, routing, review or loop)")
     log(f"resuming: {sum(r.phase == 'done' for r in store.rounds())} rounds done")
+
+
+def _as_read_now(stored: dict) -> dict:
+    """A run's stored config as this version of Quarry reads it: keys added since get their defaults, so
+    an older run resumes when nothing it set has changed."""
+    try:
+        return config_from_dict(stored).model_dump(mode="json")
+    except ValidationError:
+        return stored
 
 
 def drive(ctx: RunContext) -> str:

@@ -41,3 +41,27 @@ def round_metrics(store: Store, round_: int, evaluation: dict[str, float], timin
         "eval_recall": evaluation.get("recall"),  # per class, where the evaluation set has it
         **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},
     }
+
+
+def generation_round_metrics(store: Store, round_: int, eval_nll: float, timings: dict[str, float]) -> dict[str, Any]:
+    """A generation round's metrics: who wrote the answers, how often people kept the teacher's answer as it
+    was (`teacher_acceptance_rate`, over reviewed items the teacher answered), the student's mean NLL of the
+    eval references, what the teacher cost, and seconds per phase."""
+    counts = store.label_counts()
+    reviewed = [r for r in store.settled_reviews() if r.status == "decided" and r.teacher_label is not None]
+    return {
+        "round": round_,
+        "labeled_total": sum(counts.values()),
+        "labeled_by_seed": counts["seed"],
+        "labeled_by_teacher": counts["teacher"],
+        "labeled_by_human": counts["human"],
+        "pending_review": store.pending_count(),
+        "teacher_calls": len(store.teacher_calls()),
+        "teacher_failed": sum(1 for c in store.latest_teacher_calls().values() if c.error is not None),
+        "teacher_acceptance_rate": share(sum(r.human_label == r.teacher_label for r in reviewed), len(reviewed)),
+        "human_share": share(counts["human"], counts["human"] + counts["teacher"]),
+        **{f"teacher_{key}": value for key, value in store.teacher_usage().items() if key not in ("calls", "failed")},
+        **{f"round_teacher_{key}": value for key, value in store.teacher_usage(round_).items()},
+        "eval_nll": eval_nll,
+        **{f"seconds_{key.removesuffix('_s')}": round(value, 3) for key, value in timings.items()},
+    }

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .config import ConfigError, JobConfig
 from .core.models import resolve_model_path
-from .data import load_job_data
+from .tasks.registry import task_kind
 from .teacher.registry import spec_for
 
 SAMPLE_SIZE = 200
@@ -70,13 +70,13 @@ def load_tokenizer(model: str) -> Any:
 
 def make_plan(config: JobConfig, tokenizer_loader: Callable[[str], Any] = load_tokenizer) -> Plan:
     teacher = config.teacher
-    data = load_job_data(config.data, config.task.label_names)
-    texts = [r.text for r in data.pool]
+    kind = task_kind(config.task)
+    texts = kind.plan_texts(kind.load_data(config))
     if not texts:
         raise ConfigError("data.pool: the pool is empty: nothing to label")
     sample = random.Random(config.loop.seed).sample(texts, min(SAMPLE_SIZE, len(texts)))
-    estimate = spec_for(teacher.kind).load_estimate()(teacher, config.task, sample=sample, shown=texts[0],
-                                                      load_tokenizer=tokenizer_loader)
+    _, estimator = spec_for(teacher.kind).load_for_task(config.task.kind)
+    estimate = estimator(teacher, config.task, sample=sample, shown=texts[0], load_tokenizer=tokenizer_loader)
     calls = estimate.calls_per_item
     shown = "\n".join(f"--- {m['role']} ---\n{m['content']}" for m in estimate.shown)
     return Plan(items=items_to_label(config, len(texts)), calls_per_item=calls,

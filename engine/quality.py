@@ -54,6 +54,10 @@ def _tally(rows: list[LabelRow]) -> Tally | None:
     return Tally(sum(r.label == r.gold for r in judged), len(judged)) if judged else None
 
 
+def _kind(config: dict) -> str:
+    return (config.get("task") or {}).get("kind", "classification")
+
+
 def data_quality(store: Store) -> DataQuality:
     config = json.loads(store.config_json())
     routing = RoutingConfig.model_validate(config.get("routing", {}))
@@ -70,4 +74,6 @@ def data_quality(store: Store) -> DataQuality:
         simulated=config.get("review", {}).get("mode", "simulate") == "simulate",
         target_precision=routing.target_precision, rule=rule,
         kept=Tally(sum(i.correct for i in items), len(items)) if items else None, accepted_precision=precision,
-        accepted_vs_gold=_tally([r for r in labels if r.source == "teacher"]), exported_vs_gold=_tally(labels))
+        # Written answers are not compared with their references by equality: their metrics have the task's check.
+        **({"accepted_vs_gold": None, "exported_vs_gold": None} if _kind(config) == "generation" else {
+            "accepted_vs_gold": _tally([r for r in labels if r.source == "teacher"]), "exported_vs_gold": _tally(labels)}))

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .calibration import precision_curve, reliability_bins, signal_aurocs
+from .calibration import ReviewedItem, answer_signal_aurocs, precision_curve, reliability_bins, signal_aurocs
 from .charts import calibration_chart, recall_chart, run_chart
 from .config import RoutingConfig
 from .core.files import write_text
@@ -23,19 +23,30 @@ def _num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+# Each task kind's evaluation columns in `quarry status`: (heading, metrics key).
+_EVALUATION = {"classification": (("acc", "eval_accuracy"), ("macro-F1", "eval_macro_f1"),
+                                  ("teacher-acc", "teacher_accuracy_vs_gold")),
+               "generation": (("eval-NLL", "eval_nll"), ("kept-as-is", "teacher_acceptance_rate"),
+                              ("teacher-pass", "teacher_pass_rate"))}
+
+
+def _kind(config: dict[str, Any]) -> str:
+    return (config.get("task") or {}).get("kind", "classification")
+
+
 def status_text(store: Store) -> str:
     config = json.loads(store.config_json())
     rounds = store.rounds()
+    evaluation = _EVALUATION[_kind(config)]
     lines = [f"job {config['name']}: {len(rounds)} rounds"]
-    header = ("round", "phase", "strategy", "labels", "teacher", "human", "pending", "acc", "macro-F1", "teacher-acc", "human%")
+    header = ("round", "phase", "strategy", "labels", "teacher", "human", "pending", *(h for h, _ in evaluation), "human%")
     table = [header]
     for r in rounds:
         m = r.metrics or {}
         share = m.get("human_share")
         table.append((str(r.round), r.phase, r.strategy, _num(m.get("labeled_total")), _num(m.get("labeled_by_teacher")),
-                      _num(m.get("labeled_by_human")), _num(m.get("pending_review")), _num(m.get("eval_accuracy")),
-                      _num(m.get("eval_macro_f1")), _num(m.get("teacher_accuracy_vs_gold")),
-                      "-" if share is None else f"{100 * share:.0f}"))
+                      _num(m.get("labeled_by_human")), _num(m.get("pending_review")),
+                      *(_num(m.get(key)) for _, key in evaluation), "-" if share is None else f"{100 * share:.0f}"))
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     usage = store.teacher_usage()
@@ -143,9 +154,10 @@ def write_report(store: Store, folder: RunFolder) -> Path:
         chart += ("<h2>Recall per class</h2><p class='note'>Rare classes are where active learning pays off: a "
                   "class whose recall stays low needs labels a strategy is not finding.</p>"
                   "<img src='recall.png' width='100%' alt='recall per class against labels'>")
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(key, m.get(key)))}</td>" for key, _ in _REPORT_COLUMNS)
+    columns = _REPORT_COLUMNS[_kind(config)]
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(key, m.get(key)))}</td>" for key, _ in columns)
                    + "</tr>" for m in history)
-    header = "".join(f"<th title='{html.escape(key)}'>{html.escape(name)}</th>" for key, name in _REPORT_COLUMNS)
+    header = "".join(f"<th title='{html.escape(key)}'>{html.escape(name)}</th>" for key, name in columns)
     return write_text(folder.report_file("report.html"),
         f"<!doctype html><meta charset='utf-8'><title>Quarry report: {html.escape(config['name'])}</title>"
         f"<style>{_STYLE}</style><h1>{html.escape(config['name'])}</h1>"
@@ -175,8 +187,7 @@ def _calibration_section(store: Store, folder: RunFolder, quality: DataQuality, 
     calibration_chart(reliability_bins(items), curve, len(items), routing.target_precision,
                       1 / label_count if label_count else None, quality.accepted_precision, accepted_vs_gold,
                       folder.report_file("calibration.png"))
-    aurocs = "".join(f"<tr><td style='text-align:left'>{html.escape(_SIGNALS.get(name, name))}</td>"
-                     f"<td>{_num(value)}</td></tr>" for name, value in signal_aurocs(items).items())
+    aurocs = _auroc_section(items, routing)
     audited = sum(1 for i in items if i.weight != 1.0)
     return ("<h2>Teacher calibration</h2>"
             f"<p class='note'>{len(items)} teacher labels a person reviewed ({audited} of them audits of accepted "
@@ -187,11 +198,30 @@ def _calibration_section(store: Store, folder: RunFolder, quality: DataQuality, 
             "on reviewed items; where the pool has gold labels, the labels accepted so far against it. Labels "
             "accepted without an audit were never seen by a person and are in neither curve.</p>"
             f"<p>{html.escape(rule_text(quality))}</p>"
-            "<img src='calibration.png' width='100%' alt='reliability diagram and precision by threshold'>"
-            "<h3>Which signal tells right teacher labels from wrong ones</h3>"
-            "<p class='note'>AUROC is the chance that a right teacher label scores higher on the signal than a "
-            "wrong one: 0.5 is a coin toss, 1.0 separates them perfectly.</p>"
-            f"<table><tr><th style='text-align:left'>signal</th><th>AUROC</th></tr>{aurocs}</table>")
+            "<img src='calibration.png' width='100%' alt='reliability diagram and precision by threshold'>" + aurocs)
+
+
+_ANSWER_SIGNALS = {"judge": "judge: the teacher's grade of its answer", "self_consistency": "self-consistency of samples",
+                   "student_nll": "student's NLL of the answer", "length": "answer length (the baseline)"}
+
+
+def _auroc_section(items: list[ReviewedItem], routing: RoutingConfig) -> str:
+    """Which signal tells right teacher labels from wrong ones; for written answers, the answers people kept as
+    they were from those they changed, each signal beside the length baseline."""
+    note = ("<p class='note'>AUROC is the chance that a right teacher {what} scores higher on the signal than a "
+            "wrong one: 0.5 is a coin toss, 1.0 separates them perfectly.</p>")
+    if any(i.signals for i in items):
+        rows = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(_ANSWER_SIGNALS.get(name, name))}"
+            f"{' (routing)' if name == routing.signal else ''}</td><td>{_num(value)}</td><td>{count}</td></tr>"
+            for name, (value, count) in answer_signal_aurocs(items).items())
+        return ("<h3>Which signal tells answers people kept as they were from those they changed</h3>"
+                + note.format(what="answer (kept unedited)")
+                + f"<table><tr><th style='text-align:left'>signal</th><th>AUROC</th><th>answers</th></tr>{rows}</table>")
+    rows = "".join(f"<tr><td style='text-align:left'>{html.escape(_SIGNALS.get(name, name))}</td>"
+                   f"<td>{_num(value)}</td></tr>" for name, value in signal_aurocs(items).items())
+    return ("<h3>Which signal tells right teacher labels from wrong ones</h3>" + note.format(what="label")
+            + f"<table><tr><th style='text-align:left'>signal</th><th>AUROC</th></tr>{rows}</table>")
 
 
 def _cell(key: str, value: Any) -> str:
@@ -208,8 +238,8 @@ def _cell(key: str, value: Any) -> str:
     return _num(value)
 
 
-# Metric keys of metrics.jsonl and the names the report gives them.
-_REPORT_COLUMNS = (
+# Metric keys of metrics.jsonl and the names the report gives them, per task kind.
+_CLASSIFICATION_COLUMNS = (
     ("round", "round"), ("labeled_total", "labels"), ("labeled_by_teacher", "by teacher"),
     ("labeled_by_human", "by people"), ("pending_review", "pending"), ("eval_accuracy", "student accuracy"),
     ("eval_macro_f1", "student macro-F1"), ("human_share", "human share"),
@@ -218,3 +248,15 @@ _REPORT_COLUMNS = (
     ("calibrated_precision_lower", "precision lower bound"), ("teacher_prompt_tokens", "prompt tokens"),
     ("teacher_cost", "teacher cost"), ("seconds_scoring", "s scoring"), ("seconds_labeling", "s labeling"),
     ("seconds_training", "s training"))
+_REPORT_COLUMNS = {
+    "classification": _CLASSIFICATION_COLUMNS,
+    "generation": (
+        ("round", "round"), ("labeled_total", "answers"), ("labeled_by_teacher", "by teacher"),
+        ("labeled_by_human", "by people"), ("pending_review", "pending"), ("eval_nll", "student eval NLL"),
+        ("teacher_acceptance_rate", "kept as is"), ("teacher_pass_rate", "teacher passes check"),
+        ("accepted_pass_rate", "accepted pass check"), ("human_share", "human share"),
+        ("routing_threshold", "threshold"), ("calibrated_precision_lower", "precision lower bound"),
+        ("teacher_prompt_tokens", "prompt tokens"), ("teacher_completion_tokens", "completion tokens"),
+        ("teacher_cost", "teacher cost"), ("seconds_scoring", "s scoring"), ("seconds_labeling", "s labeling"),
+        ("seconds_training", "s training")),
+}

@@ -67,7 +67,7 @@ class Router:
         return decision
 
     def _route(self, result: TeacherResult, student: StudentPrediction | None) -> Decision:
-        if result.error is not None or result.label is None:
+        if result.error is not None or result.answer is None:
             kind = result.error or "no label"
             message = f": {result.error_message}" if result.error_message else ""
             return Decision("human", f"teacher failed ({kind}){message}")

@@ -2,7 +2,7 @@
 
     quarry.db                 the store (engine/store): the run's state; everything else derives from it
     adapters/round-NNN/       the student trained in round NNN
-    scores/round-NNN.npz      the pool scores round NNN selected from (probs, embeddings[, mc_probs])
+    scores/round-NNN.npz      the pool scores round NNN selected from (probs, embeddings[, mc_probs, token_entropy, ifd])
     stop_set/round-NNN.npy    round NNN's predictions on the stop set (for the next round's kappa)
     embeddings/SOURCE-KEY.npz frozen-model pool embeddings, keyed by model and settings
     metrics.jsonl             one line per finished round, rewritten from the store
@@ -22,7 +22,9 @@ import numpy as np
 
 from .core.errors import QuarryError
 from .core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
-from ..strategies.base import Scores
+from ..strategies.base import IFD, MC_PROBS, TOKEN_ENTROPY, Scores
+
+_OPTIONAL_SCORES = (MC_PROBS, TOKEN_ENTROPY, IFD)
 
 
 class RunFolderError(QuarryError):
@@ -67,9 +69,10 @@ class RunFolder:
         return self.root / "scores" / f"round-{round_:03d}.npz"
 
     def save_scores(self, round_: int, scores: Scores) -> None:
-        arrays = {"probs": scores.probs, "embeddings": scores.embeddings}
-        if scores.mc_probs is not None:
-            arrays["mc_probs"] = scores.mc_probs
+        arrays = {"probs": scores.probs}
+        for name in ("embeddings", *_OPTIONAL_SCORES):
+            if getattr(scores, name) is not None:
+                arrays[name] = getattr(scores, name)
         save_arrays(self.scores_path(round_), **arrays)
 
     def load_scores(self, round_: int, mc_passes: int = 0) -> Scores | None:
@@ -81,7 +84,8 @@ class RunFolder:
         mc = saved.get("mc_probs")
         if mc_passes and (mc is None or len(mc) != mc_passes):
             return None
-        return Scores(probs=saved["probs"], embeddings=saved["embeddings"], mc_probs=mc if mc_passes else None)
+        return Scores(probs=saved["probs"], embeddings=saved.get("embeddings"), mc_probs=mc if mc_passes else None,
+                      token_entropy=saved.get(TOKEN_ENTROPY), ifd=saved.get(IFD))
 
     def load_probs(self, round_: int) -> np.ndarray | None:
         path = self.scores_path(round_)
@@ -89,7 +93,7 @@ class RunFolder:
 
     def load_pool_embeddings(self, round_: int) -> np.ndarray | None:
         path = self.scores_path(round_)
-        return load_arrays(path)["embeddings"] if path.is_file() else None
+        return load_arrays(path).get("embeddings") if path.is_file() else None
 
     # --- stop set -------------------------------------------------------------------------
     def stop_set_path(self, round_: int) -> Path:

@@ -2,7 +2,8 @@
 
 Pure functions of the finished rounds' metrics and the label count, so a resumed run
 decides exactly as an uninterrupted one. Beside round and budget limits and the performance
-plateau, two label-free criteria read metrics of a fixed stop set of pool items
+plateau (on accuracy, macro-F1, or a generation task's eval NLL, where lower is better; `min_gain`
+is then the fall of the NLL), two label-free criteria read metrics of a fixed stop set of pool items
 (`stop_set_metrics`, recorded by the loop each round):
 
 - stabilizing predictions: Cohen's kappa between consecutive rounds' predictions on the stop set,
@@ -21,6 +22,9 @@ import numpy as np
 
 from .config import LoopConfig
 from .core.stats import cohen_kappa, entropy
+
+
+LOWER_IS_BETTER = frozenset({"eval_nll"})
 
 
 def _num(x: float) -> str:
@@ -70,7 +74,9 @@ def stop_reason(history: Sequence[Mapping[str, Any]], loop: LoopConfig, items_re
     if loop.label_budget is not None and items_requested >= loop.label_budget:
         return f"label budget spent ({items_requested}/{loop.label_budget})"
     stopping = loop.stopping
-    values = [float(h[stopping.metric]) for h in history]
+    # Improvement is upward; a metric where lower is better (eval_nll) is read negated.
+    sign = -1.0 if stopping.metric in LOWER_IS_BETTER else 1.0
+    values = [sign * float(h[stopping.metric]) for h in history]
     patience = stopping.plateau_patience
     if patience is not None and len(values) > patience:
         if max(values[-patience:]) <= max(values[:-patience]) + stopping.plateau_min_delta:
@@ -80,7 +86,8 @@ def stop_reason(history: Sequence[Mapping[str, Any]], loop: LoopConfig, items_re
     if stopping.min_gain is not None and len(values) > k:
         gain = values[-1] - values[-1 - k]
         if gain < stopping.min_gain:
-            shown = ("+" if gain >= 0 else "") + _num(gain)
+            change = sign * gain  # the metric's own change: a fall of eval_nll is a gain
+            shown = ("+" if change >= 0 else "") + _num(change)
             return f"gain below {_num(stopping.min_gain)} over the last {k} rounds ({stopping.metric} {shown})"
     window = stopping.stabilizing_window
     kappas = [h.get("stop_set_kappa") for h in history[-window:]]

@@ -49,7 +49,7 @@ def reviewed_items(store: Store, fallback: RoutingConfig) -> list[ReviewedItem]:
                                     rule.student_agreement, rule.agreement_threshold)[0])
         weight = 1.0 / rule.audit_rate if would_accept and rule.audit_rate > 0 else 1.0
         items.append(ReviewedItem(review.teacher_label, review.teacher_confidence, human[review.item_id],
-                                  review.student_label, review.student_confidence, weight))
+                                  review.student_label, review.student_confidence, weight, review.signals))
     return items
 
 

@@ -30,6 +30,11 @@ class StrategyParamError(StrategyError):
         return StrategyParamError(f"{prefix}.{self.param}", self.message)
 
 
+# What a strategy may ask the loop to compute beyond class probabilities (its `needs` attribute).
+EMBEDDINGS, MC_PROBS = "embeddings", "mc_probs"
+TOKEN_ENTROPY, IFD = "token_entropy", "ifd"  # a causal student's generation scores
+
+
 @dataclass(frozen=True)
 class Scores:
     """What the student hands a strategy, computed once per round.
@@ -40,10 +45,17 @@ class Scores:
     probs: np.ndarray  # (n, c) class probabilities, rows sum to 1
     embeddings: np.ndarray | None = None  # (n, d) pooled hidden states, or another configured source
     mc_probs: np.ndarray | None = None  # (T, n, c) probabilities of T stochastic (MC dropout) passes
+    # Generation tasks (engine/students/causal.py GenerationScores): per-item scores of a causal student.
+    token_entropy: np.ndarray | None = None  # (n,) mean token entropy of the student's own draft answer
+    ifd: np.ndarray | None = None  # (n,) instruction-following difficulty of the pair; NaN where no output
 
     def __post_init__(self) -> None:
         if self.probs.ndim != 2:
             raise ValueError(f"probs must be 2-D (n, c), got shape {self.probs.shape}")
+        for name in (TOKEN_ENTROPY, IFD):
+            value = getattr(self, name)
+            if value is not None and value.shape != (len(self.probs),):
+                raise ValueError(f"{name} must be 1-D with one value per row ({len(self.probs)}), got {value.shape}")
         if self.embeddings is not None and len(self.embeddings) != len(self.probs):
             raise ValueError("embeddings and probs must have the same number of rows")
         if self.mc_probs is not None and (self.mc_probs.ndim != 3 or self.mc_probs.shape[1:] != self.probs.shape):
@@ -53,7 +65,9 @@ class Scores:
         """The same scores restricted to some pool rows (candidate subsampling)."""
         return Scores(probs=self.probs[rows],
                       embeddings=None if self.embeddings is None else self.embeddings[rows],
-                      mc_probs=None if self.mc_probs is None else self.mc_probs[:, rows])
+                      mc_probs=None if self.mc_probs is None else self.mc_probs[:, rows],
+                      token_entropy=None if self.token_entropy is None else self.token_entropy[rows],
+                      ifd=None if self.ifd is None else self.ifd[rows])
 
     @property
     def n(self) -> int:
@@ -92,10 +106,6 @@ class QueryStrategy(Protocol):
     name: str
 
     def select(self, scores: Scores, state: SelectionState, k: int, rng: np.random.Generator) -> np.ndarray: ...
-
-
-# What a strategy may ask the loop to compute beyond class probabilities (its `needs` attribute).
-EMBEDDINGS, MC_PROBS = "embeddings", "mc_probs"
 
 
 def needs_of(strategy: object) -> frozenset[str]:

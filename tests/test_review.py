@@ -4,7 +4,7 @@ import json
 import pytest
 
 from quarry_al.engine.export import export
-from quarry_al.engine.config import TaskConfig
+from quarry_al.engine.config import config_from_dict
 from quarry_al.engine.review import DecisionError, import_decisions, review_in_terminal, simulate_review
 from quarry_al.engine.review.queue import ReviewQueue
 from quarry_al.engine.review.simulate import ReviewError
@@ -98,9 +98,10 @@ def test_simulated_review_uses_gold_and_refuses_without_it(store, tmp_path):
 
 def test_flat_export_carries_each_label_source(store, tmp_path):
     simulate_review(store)
-    task = TaskConfig(labels=LABELS, instruction="Route the message.")
+    config = config_from_dict({"name": "t", "task": {"labels": LABELS, "instruction": "Route the message."},
+                               "data": {"pool": "pool.jsonl", "eval": "eval.jsonl"}})
     out = tmp_path / "flat.jsonl"
-    assert export(store, task, "jsonl", out) == 4
+    assert export(store, config, "jsonl", out) == 4
     rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert rows["i0"]["source"] == "teacher" and rows["i0"]["confidence"] == 0.95
     assert rows["i1"]["source"] == "human" and rows["i1"]["reviewer"] == "simulated"

@@ -178,7 +178,8 @@ def test_top_k_unlabeled_orders_by_utility_and_skips_labeled():
 class TestRegistry:
     def test_names(self):
         assert set(STRATEGIES) == {"random", "least_confidence", "margin", "entropy", "bald", "kmeans", "coreset",
-                                   "density", "egl", "badge", "eer", "cal", "mixture", "two_stage", "adaptive"}
+                                   "density", "egl", "badge", "eer", "cal", "mixture", "two_stage", "adaptive",
+                                   "token_entropy", "ifd", "superfilter"}
         assert all(cls.name == name for name, cls in STRATEGIES.items())
 
     @pytest.mark.parametrize("name", ["random", "least_confidence", "margin", "entropy"])

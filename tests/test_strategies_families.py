@@ -23,7 +23,8 @@ def blobs(centres: np.ndarray, per: int, spread: float = 0.05, seed: int = 0) ->
 def full_scores(n: int = 60, c: int = 3, d: int = 8, seed: int = 0) -> Scores:
     rng = np.random.default_rng(seed)
     return Scores(probs=rng.dirichlet(np.ones(c), size=n), embeddings=rng.standard_normal((n, d)).astype(np.float32),
-                  mc_probs=rng.dirichlet(np.ones(c), size=(4, n)))
+                  mc_probs=rng.dirichlet(np.ones(c), size=(4, n)), token_entropy=rng.gamma(2.0, size=n),
+                  ifd=rng.uniform(0.2, 1.4, size=n))
 
 
 def state(n: int, labeled: list[int] | np.ndarray = (), labels: np.ndarray | None = None, **kw) -> SelectionState:

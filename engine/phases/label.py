@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-from ..examples import with_examples
 from .context import RunContext
 from ..routing import Router, StudentPrediction
-from ..store import SelectionRow
-from ..teacher import TeacherItem, TeacherResult
+from ..teacher import TeacherResult
 from ..teacher.base import TRANSIENT_ERRORS
 from ..teacher.breaker import label_or_stop
 from ..threshold import routing_for_round
@@ -43,18 +39,7 @@ def ask_teacher(ctx: RunContext, round_: int) -> None:
         def record(position: int, result: TeacherResult) -> None:
             store.record_teacher_call(todo[position].item_id, round_, teacher.model_id, result)
 
-        label_or_stop(teacher, teacher_items(ctx, round_, todo), record, ctx.config.teacher, ctx.config.task)
-
-
-def teacher_items(ctx: RunContext, round_: int, rows: list[SelectionRow]) -> list[TeacherItem]:
-    """The round's items for the teacher, with few-shot examples when the config asks for them."""
-
-    def embed(texts: list[str]) -> np.ndarray:
-        return ctx.models.trained_student(round_).score(texts, progress=False).embeddings
-
-    items = [TeacherItem(row.item_id, row.text) for row in rows]
-    return with_examples(ctx.config.teacher.few_shot, items, ctx.store.current_labels(), ctx.labels,
-                         ctx.folder.load_pool_embeddings(round_), ctx.pool_texts, embed if round_ > 0 else None)
+        label_or_stop(teacher, ctx.kind.teacher_items(ctx, round_, todo), record, ctx.config.teacher, ctx.config.task)
 
 
 def route(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:
@@ -74,15 +59,17 @@ def route(ctx: RunContext, round_: int, timings: dict[str, float]) -> None:
                 f"can show precision >= {target:g} (routing.target_precision)")
     router = Router(routing.config)
     accepted, to_review = [], []
-    for row in store.selection(round_):
-        result = done[row.item_id].result
+    rows = store.selection(round_)
+    for item in ctx.kind.routable(ctx, round_, rows, [done[row.item_id].result for row in rows]):
+        row, result = item.row, item.result
         student = None if row.student_label is None else StudentPrediction(row.student_label, row.student_confidence)
         decision = router.route(result, student, row.item_id)
         if decision.route == "accept":
-            accepted.append((row.item_id, result.label, result.confidence, decision.reason))
+            accepted.append((row.item_id, result.answer, result.confidence, decision.reason))
         else:
-            to_review.append({"item_id": row.item_id, "reason": decision.reason, "teacher_label": result.label,
+            to_review.append({"item_id": row.item_id, "reason": decision.reason, "teacher_label": result.answer,
                               "teacher_confidence": result.confidence, "teacher_raw": result.raw,
-                              "student_label": row.student_label, "student_confidence": row.student_confidence})
+                              "student_label": row.student_label, "student_confidence": row.student_confidence,
+                              "signals": item.signals})
     store.commit_routing(round_, accepted, to_review, timings)
     ctx.log(f"round {round_}: teacher accepted {len(accepted)}, sent {len(to_review)} to review")

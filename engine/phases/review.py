@@ -12,7 +12,7 @@ def review_round(ctx: RunContext, round_: int, timings: dict[str, float]) -> Non
     config, store = ctx.config, ctx.store
     started = time.perf_counter()
     if config.review.mode == "simulate":
-        simulate_review(store)
+        simulate_review(store, lambda pending: ctx.kind.simulated_decisions(config, pending))
     elif config.review.wait and store.pending_count() > 0:
         ctx.log(f"round {round_}: waiting for {store.pending_count()} reviews; decide them with "
                 f"`quarry serve {ctx.folder.root}` or `quarry review {ctx.folder.root}` "

@@ -1,5 +1,5 @@
-"""Select: the round's strategy picks the items to label, and the choice is committed with what the
-student predicted for each (routing compares the teacher against it)."""
+"""Select: the round's strategy picks the items to label from the task kind's scores, and the choice is
+committed with what the student predicted for each (routing compares the teacher against it)."""
 from __future__ import annotations
 
 import time
@@ -7,7 +7,6 @@ import time
 import numpy as np
 
 from .context import RunContext
-from .scoring import decided_label_indices, pool_scores
 from ..stopping import remaining_budget
 from ...strategies import SelectionState, make_strategy
 
@@ -28,20 +27,18 @@ def select_round(ctx: RunContext, round_: int) -> str | None:
     strategy = make_strategy(name, params)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    scores = pool_scores(ctx, round_, strategy)
+    scores = ctx.kind.pool_scores(ctx, round_, strategy)
     timings["scoring_s"] = time.perf_counter() - started
     started = time.perf_counter()
     state = SelectionState(labeled=labeled, round=round_, history=tuple(store.history()),
-                           labels=decided_label_indices(ctx),
+                           labels=ctx.kind.label_indices(ctx),
                            previous_probs=ctx.folder.load_probs(round_ - 1) if round_ >= 2 else None)
     chosen = strategy.select(scores, state, k, np.random.default_rng([config.loop.seed, round_]))
     utility = strategy.utility(scores, state) if hasattr(strategy, "utility") else None
     timings["selecting_s"] = time.perf_counter() - started
-    predicted = scores.probs.argmax(axis=1)
-    selected = [(ctx.pool_ids[i],
-                 None if utility is None else float(utility[i]),
-                 None if round_ == 0 else ctx.labels[predicted[i]],
-                 None if round_ == 0 else float(scores.probs[i, predicted[i]])) for i in chosen]
+    predictions = ctx.kind.predictions(ctx, round_, scores, chosen)
+    selected = [(ctx.pool_ids[i], None if utility is None else float(utility[i]), label, confidence)
+                for i, (label, confidence) in zip(chosen, predictions)]
     store.create_round(round_, name, selected, timings)
     ctx.log(f"round {round_}: selected {len(selected)} items by {name}")
     return None

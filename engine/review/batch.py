@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from ..core.errors import QuarryError
 from .queue import Conflict, ReviewQueue
@@ -29,7 +29,21 @@ class BatchError(QuarryError, ValueError):
 class BatchDecision:
     item_id: str
     reviewer: str
-    label: str | None  # None: discarded / cancelled, a skip
+    label: str | None  # None: discarded / cancelled, a skip; generation: the answer text
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a task kind's batch looks like: the question people answer, how an item is written for each tool,
+    how a Label Studio result is read back, which values are acceptable, and the tool's setup."""
+
+    question: str  # Label Studio's control name; Argilla's question name
+    label_studio_task: Callable[[ReviewRow], dict[str, Any]]
+    argilla_record: Callable[[ReviewRow], dict[str, Any]]
+    result_value: Callable[[dict[str, Any]], Any]  # one Label Studio result entry -> its value (None: not one)
+    check: Callable[[Any], str | None]  # why a value is not acceptable
+    setup_hint: Callable[[Format], str]
+    edit: str | None = None  # how a changed value is recorded (generation: "edit")
 
 
 @dataclass
@@ -66,6 +80,19 @@ def argilla_record(review: ReviewRow) -> dict[str, Any]:
             "suggestions": suggestions, "responses": {}, "vectors": {}, "status": "pending"}
 
 
+def _choice(result: dict[str, Any]) -> Any:
+    choices = result.get("value", {}).get("choices") if isinstance(result.get("value"), dict) else None
+    return choices[0] if isinstance(choices, list) and len(choices) == 1 else None
+
+
+def label_shape(label_names: Sequence[str]) -> Shape:
+    """A classification batch: the labels as single choices, the teacher's (and the student's) label scored."""
+    allowed = set(label_names)
+    return Shape(QUESTION, label_studio_task, argilla_record, _choice,
+                 lambda value: None if value in allowed else f"label {value!r} is not one of {sorted(allowed)}",
+                 lambda fmt: setup_hint(fmt, label_names))
+
+
 def setup_hint(fmt: Format, label_names: Sequence[str]) -> str:
     """How to set up the project in the other tool so that the exported file fits it."""
     if fmt == "label-studio":
@@ -78,9 +105,10 @@ def setup_hint(fmt: Format, label_names: Sequence[str]) -> str:
             f'name="{QUESTION}", labels={list(label_names)!r})]); log the records with dataset.records.log(records)')
 
 
-def export_batch(queue: ReviewQueue, path: str | Path, fmt: Format) -> int:
+def export_batch(queue: ReviewQueue, path: str | Path, fmt: Format, shape: Shape | None = None) -> int:
     pending = queue.store.reviews(status="pending")
-    make = label_studio_task if fmt == "label-studio" else argilla_record
+    make = (shape.label_studio_task if fmt == "label-studio" else shape.argilla_record) if shape else (
+        label_studio_task if fmt == "label-studio" else argilla_record)
     Path(path).write_text(json.dumps([make(r) for r in pending], indent=1, ensure_ascii=False), encoding="utf-8")
     return len(pending)
 
@@ -108,7 +136,8 @@ def detect_format(records: Sequence[Any]) -> Format | None:
     return "label-studio" if "data" in first else "argilla" if "fields" in first or "responses" in first else None
 
 
-def _label_studio(record: dict[str, Any], where: str, default_reviewer: str) -> tuple[str, list[BatchDecision]]:
+def _label_studio(record: dict[str, Any], where: str, default_reviewer: str,
+                  shape: Shape) -> tuple[str, list[BatchDecision]]:
     data = record.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("quarry_id"), str):
         raise BatchError(f"{where}: no data.quarry_id (export the batch with `quarry review --export-batch`)")
@@ -124,24 +153,25 @@ def _label_studio(record: dict[str, Any], where: str, default_reviewer: str) -> 
         if annotation.get("was_cancelled"):
             decisions.append(BatchDecision(item_id, reviewer, None))
             continue
-        choices = [r.get("value", {}).get("choices") for r in annotation.get("result") or []
-                   if isinstance(r, dict) and r.get("from_name") == QUESTION]
-        if len(choices) != 1 or not isinstance(choices[0], list) or len(choices[0]) != 1:
-            raise BatchError(f"{where} (id {item_id}): annotation {number} needs exactly one choice "
-                             f"in the '{QUESTION}' control")
-        decisions.append(BatchDecision(item_id, reviewer, choices[0][0]))
+        values = [shape.result_value(r) for r in annotation.get("result") or []
+                  if isinstance(r, dict) and r.get("from_name") == shape.question]
+        if len(values) != 1 or values[0] is None:
+            raise BatchError(f"{where} (id {item_id}): annotation {number} needs exactly one "
+                             f"{'choice' if shape.question == QUESTION else 'answer'} in the '{shape.question}' control")
+        decisions.append(BatchDecision(item_id, reviewer, values[0]))
     return item_id, decisions
 
 
-def _argilla(record: dict[str, Any], where: str, default_reviewer: str) -> tuple[str, list[BatchDecision]]:
+def _argilla(record: dict[str, Any], where: str, default_reviewer: str, shape: Shape) -> tuple[str, list[BatchDecision]]:
     item_id = record.get("id") or (record.get("metadata") or {}).get("quarry_id")
     if not isinstance(item_id, str):
         raise BatchError(f"{where}: no record id (export the batch with `quarry review --export-batch`)")
     responses = record.get("responses") or {}
+    question = shape.question
     if isinstance(responses, dict):  # Argilla 2: {question: [{"value", "user_id", "status"?}]}
-        answers = responses.get(QUESTION) or []
+        answers = responses.get(question) or []
     elif isinstance(responses, list):  # Argilla 1: [{"values": {question: {"value"}}, "user_id", "status"}]
-        answers = [{**r, "value": ((r.get("values") or {}).get(QUESTION) or {}).get("value")}
+        answers = [{**r, "value": ((r.get("values") or {}).get(question) or {}).get("value")}
                    for r in responses if isinstance(r, dict)]
     else:
         raise BatchError(f"{where} (id {item_id}): 'responses' must be an object or a list")
@@ -157,38 +187,41 @@ def _argilla(record: dict[str, Any], where: str, default_reviewer: str) -> tuple
         if status == "discarded":
             decisions.append(BatchDecision(item_id, reviewer, None))
         elif not isinstance(answer.get("value"), str):
-            raise BatchError(f"{where} (id {item_id}): response {number} has no '{QUESTION}' value")
+            raise BatchError(f"{where} (id {item_id}): response {number} has no '{question}' value")
         else:
             decisions.append(BatchDecision(item_id, reviewer, answer["value"]))
     return item_id, decisions
 
 
 def read_batch(path: str | Path, label_names: Sequence[str], fmt: Format | None = None,
-               default_reviewer: str = "batch") -> list[BatchDecision]:
-    """Every annotated decision in the file; raises BatchError at the first bad record."""
+               default_reviewer: str = "batch", shape: Shape | None = None) -> list[BatchDecision]:
+    """Every annotated decision in the file; raises BatchError at the first bad record. `shape` is the task
+    kind's (default: a classification batch over `label_names`)."""
     path = Path(path)
+    shape = shape or label_shape(label_names)
     records = _records(path)
     fmt = fmt or detect_format(records)
     if fmt is None:
         raise BatchError(f"{path}: neither Label Studio tasks ('data') nor Argilla records ('fields'); give --format")
     parse = _label_studio if fmt == "label-studio" else _argilla
-    allowed = set(label_names)
     decisions: list[BatchDecision] = []
     for number, record in enumerate(records, start=1):
         where = f"{path}: record {number}"
         if not isinstance(record, dict):
             raise BatchError(f"{where}: not an object")
-        item_id, found = parse(record, where, default_reviewer)
+        item_id, found = parse(record, where, default_reviewer, shape)
         for d in found:
-            if d.label is not None and d.label not in allowed:
-                raise BatchError(f"{where} (id {item_id}): label {d.label!r} is not one of {sorted(allowed)}")
+            problem = None if d.label is None else shape.check(d.label)
+            if problem:
+                raise BatchError(f"{where} (id {item_id}): {problem}")
         decisions.extend(found)
     return decisions
 
 
 def import_batch(queue: ReviewQueue, path: str | Path, label_names: Sequence[str], fmt: Format | None = None,
-                 default_reviewer: str = "batch") -> ImportResult:
-    decisions = read_batch(path, label_names, fmt, default_reviewer)
+                 default_reviewer: str = "batch", shape: Shape | None = None) -> ImportResult:
+    decisions = read_batch(path, label_names, fmt, default_reviewer, shape)
+    edit = shape.edit if shape is not None else None
     known = queue.store.items_by_id(sorted({d.item_id for d in decisions}))
     unknown = sorted({d.item_id for d in decisions} - set(known))
     if unknown:
@@ -197,7 +230,8 @@ def import_batch(queue: ReviewQueue, path: str | Path, label_names: Sequence[str
     result = ImportResult()
     for d in decisions:
         try:
-            queue.decide(d.reviewer, d.item_id, d.label, via=f"import:{Path(path).name}", require_lease=False)
+            queue.decide(d.reviewer, d.item_id, d.label, via=f"import:{Path(path).name}", require_lease=False,
+                         edit=edit if d.label is not None else None)
         except Conflict as exc:
             result.conflicts.append(str(exc))
             continue

@@ -21,6 +21,8 @@ from ..store import DecisionRecord, Lease, ReviewRow, ReviewTransaction, Store
 __all__ = ["Conflict", "DecisionRecord", "Lease", "Outcome", "ReviewQueue", "final_label"]
 
 _SHOWN_FIELDS = ("teacher_label", "teacher_confidence", "student_label", "student_confidence", "reason")
+# How a person changed a generation task's answer: in place, or rejected and written anew (None: a relabel).
+EDIT_KINDS = frozenset({None, "edit", "rewrite"})
 
 
 class Conflict(Exception):
@@ -112,12 +114,13 @@ class ReviewQueue:
 
     # --- deciding -------------------------------------------------------------------
     def decide(self, reviewer: str, item_id: str, label: str | None, via: str,
-               require_lease: bool = True) -> Outcome:
+               require_lease: bool = True, edit: str | None = None) -> Outcome:
         """Record a first decision on an open item; raises Conflict instead of overwriting anyone.
 
         With `require_lease` the reviewer must hold a lease on the item; an expired one still counts
         while nobody else has taken the item over. Imports and simulation decide without one, but
-        never on an item someone else holds.
+        never on an item someone else holds. `edit` ("edit" or "rewrite") says how a person who changed
+        a generation task's answer went about it; a changed classification label is a relabel.
         """
         now = self.clock()
         with self.store.review_transaction() as tx:
@@ -137,11 +140,11 @@ class ReviewQueue:
             if not own_live and len(current) + len(others) >= self.overlap:
                 raise Conflict(f"item {item_id!r} is now leased to {', '.join(others)}"
                                + (" (your lease expired)" if own is not None else ""))
-            record = self._append(tx, review, reviewer, label, via, supersedes=None, now=now)
+            record = self._append(tx, review, reviewer, label, via, supersedes=None, now=now, edit=edit)
             tx.drop_lease(item_id, reviewer)
             return self._settle(tx, review, [*current, record], now)
 
-    def correct(self, reviewer: str, item_id: str, label: str, via: str) -> Outcome:
+    def correct(self, reviewer: str, item_id: str, label: str, via: str, edit: str | None = None) -> Outcome:
         """Replace the reviewer's own earlier decision with a new record; the old one stays in the log."""
         now = self.clock()
         with self.store.review_transaction() as tx:
@@ -150,12 +153,14 @@ class ReviewQueue:
             mine = [r for r in current if r.reviewer == reviewer]
             if review is None or not mine:
                 raise Conflict(f"item {item_id!r}: you have no decision on it to correct")
-            record = self._append(tx, review, reviewer, label, via, supersedes=mine[0].id, now=now)
+            record = self._append(tx, review, reviewer, label, via, supersedes=mine[0].id, now=now, edit=edit)
             return self._settle(tx, review, [r for r in current if r.reviewer != reviewer] + [record], now)
 
     def _append(self, tx: ReviewTransaction, review: ReviewRow, reviewer: str, label: str | None, via: str,
-                supersedes: int | None, now: float) -> DecisionRecord:
-        kind = "skip" if label is None else "accept" if label == review.teacher_label else "relabel"
+                supersedes: int | None, now: float, edit: str | None = None) -> DecisionRecord:
+        if edit not in EDIT_KINDS:
+            raise ValueError(f"edit must be one of {sorted(k for k in EDIT_KINDS if k)}, not {edit!r}")
+        kind = "skip" if label is None else "accept" if label == review.teacher_label else edit or "relabel"
         shown = {k: getattr(review, k) for k in _SHOWN_FIELDS}
         return tx.append_decision(review.item_id, reviewer, kind, label, shown, supersedes, via, now)
 

@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 from .base import StoreBase
 from .rows import DecisionRecord, LabelRow, ReviewRow, SettledReview
 
-_REVIEW = "SELECT r.*, i.text, i.gold FROM reviews r JOIN items i USING (item_id)"
+_REVIEW = "SELECT r.*, i.text, i.gold, i.input FROM reviews r JOIN items i USING (item_id)"
 
 # Each reviewer's current decision per item: their latest log row for it.
 _CURRENT = "SELECT * FROM review_log WHERE id IN (SELECT MAX(id) FROM review_log GROUP BY item_id, reviewer)"
@@ -106,7 +106,7 @@ class ReviewTransaction:
 
     def latest_label(self, item_id: str) -> LabelRow | None:
         """The item's current label row (any source), None if it has none."""
-        row = self._conn.execute("SELECT l.*, i.text, i.gold FROM labels l JOIN items i USING (item_id) "
+        row = self._conn.execute("SELECT l.*, i.text, i.gold, i.input FROM labels l JOIN items i USING (item_id) "
                                  "WHERE l.item_id = ? ORDER BY l.id DESC LIMIT 1", (item_id,)).fetchone()
         return None if row is None else LabelRow.from_row(row)
 

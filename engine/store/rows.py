@@ -20,9 +20,10 @@ def _build(cls: type[_T], row: sqlite3.Row, **override: Any) -> _T:
 class Item:
     pos: int
     item_id: str
-    text: str
-    gold: str | None
+    text: str  # generation: the instruction
+    gold: str | None  # generation: the reference answer
     origin: str
+    input: str | None = None  # generation: the instruction's input
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Item":
@@ -48,13 +49,14 @@ class RoundRow:
 class LabelRow:
     item_id: str
     text: str
-    label: str
+    label: str  # generation: the answer text
     source: str
     confidence: float | None
     round: int
     reason: str
     reviewer: str | None
     gold: str | None
+    input: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "LabelRow":
@@ -73,6 +75,7 @@ class SelectionRow:
     utility: float | None
     student_label: str | None
     student_confidence: float | None
+    input: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "SelectionRow":
@@ -106,6 +109,7 @@ class TeacherCall:
             usage=Usage(row["prompt_tokens"], row["completion_tokens"]), error=row["error"],
             error_message=row["error_message"], prompt_hash=row["prompt_hash"], latency_s=row["latency_s"],
             cached=bool(row["cached"]), cost=row["cost"], confidence_method=row["confidence_method"] or "",
+            text=row["text"], signals=json.loads(row["signals"]) if row["signals"] else None,
             confidence_note=row["confidence_note"])
         return _build(cls, row, result=result)
 
@@ -117,16 +121,18 @@ class ReviewRow:
     round: int
     status: str
     reason: str
-    teacher_label: str | None
+    teacher_label: str | None  # generation: the teacher's answer text
     teacher_confidence: float | None
     teacher_raw: str | None
     student_label: str | None
     student_confidence: float | None
-    gold: str | None
+    gold: str | None  # generation: the reference answer
+    input: str | None = None  # generation: the instruction's input
+    signals: dict[str, float] | None = None  # generation: every confidence signal measured for the answer
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "ReviewRow":
-        return _build(cls, row)
+        return _build(cls, row, signals=json.loads(row["signals"]) if row["signals"] else None)
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ class DecisionRecord:
     id: int
     item_id: str
     reviewer: str
-    kind: str  # accept (the teacher's label) | relabel | skip
+    kind: str  # accept (the teacher's answer) | relabel | edit | rewrite | skip
     label: str | None
     shown: dict[str, Any]
     supersedes: int | None

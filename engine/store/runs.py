@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .base import StoreBase, StoreError
 from .rows import Item, LabelRow, RoundRow, SelectionRow, TeacherCall
@@ -29,17 +29,20 @@ class RunsMixin(StoreBase):
         return self._value("SELECT value FROM meta WHERE key = 'config'") is not None
 
     def initialize(self, config_json: str, pool: Iterable[tuple[str, str, str | None]],
-                   seed: Iterable[tuple[str, str, str]]) -> None:
-        """Insert the pool, the seed labels and the config snapshot in one transaction."""
+                   seed: Iterable[tuple[str, str, str]], inputs: Mapping[str, str] | None = None) -> None:
+        """Insert the pool, the seed labels and the config snapshot in one transaction; `inputs` are the
+        generation items' inputs by item id (their text is the instruction, their gold the reference)."""
+        inputs = inputs or {}
         now = time.time()
         with self._transaction() as conn:
             conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             conn.execute("INSERT INTO meta VALUES ('config', ?)", (config_json,))
             conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(now),))
-            conn.executemany("INSERT INTO items (item_id, text, gold, origin) VALUES (?, ?, ?, 'pool')", pool)
+            conn.executemany("INSERT INTO items (item_id, text, gold, origin, input) VALUES (?, ?, ?, 'pool', ?)",
+                             [(i, t, gold, inputs.get(i)) for i, t, gold in pool])
             seed = list(seed)
-            conn.executemany("INSERT INTO items (item_id, text, gold, origin) VALUES (?, ?, ?, 'seed')",
-                             [(i, t, label) for i, t, label in seed])
+            conn.executemany("INSERT INTO items (item_id, text, gold, origin, input) VALUES (?, ?, ?, 'seed', ?)",
+                             [(i, t, label, inputs.get(i)) for i, t, label in seed])
             conn.executemany(
                 "INSERT INTO labels (item_id, label, source, confidence, round, reason, created_at) "
                 "VALUES (?, ?, 'seed', NULL, 0, 'seed file', ?)", [(i, label, now) for i, _, label in seed])
@@ -101,7 +104,7 @@ class RunsMixin(StoreBase):
                  for rank, (item_id, utility, s_label, s_conf) in enumerate(selected)])
 
     def selection(self, round_: int) -> list[SelectionRow]:
-        rows = self._rows("SELECT s.*, i.text, i.gold FROM selections s JOIN items i USING (item_id) "
+        rows = self._rows("SELECT s.*, i.text, i.gold, i.input FROM selections s JOIN items i USING (item_id) "
                           "WHERE s.round = ? ORDER BY s.rank", (round_,))
         return [SelectionRow.from_row(r) for r in rows]
 
@@ -121,12 +124,14 @@ class RunsMixin(StoreBase):
             conn.execute(
                 "INSERT INTO teacher_calls (item_id, round, model, prompt_hash, label, confidence, distribution, raw, "
                 "error, error_message, prompt_tokens, completion_tokens, latency_s, created_at, cached, cost, "
-                "confidence_method, confidence_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "confidence_method, confidence_note, text, signals) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (item_id, round_, model, result.prompt_hash, result.label, result.confidence,
                  json.dumps(result.distribution) if result.distribution is not None else None, result.raw,
                  result.error, result.error_message, result.usage.prompt_tokens, result.usage.completion_tokens,
                  result.latency_s, time.time(), int(result.cached), result.cost, result.confidence_method or None,
-                 result.confidence_note))
+                 result.confidence_note, result.text,
+                 json.dumps(result.signals) if result.signals is not None else None))
 
     def teacher_calls(self, round_: int | None = None) -> list[TeacherCall]:
         if round_ is None:
@@ -172,13 +177,16 @@ class RunsMixin(StoreBase):
                 [(item_id, label, conf, round_, reason, now) for item_id, label, conf, reason in accepted])
             conn.executemany(
                 "INSERT INTO reviews (item_id, round, status, reason, teacher_label, teacher_confidence, teacher_raw, "
-                "student_label, student_confidence, created_at) VALUES (:item_id, :round, 'pending', :reason, "
-                ":teacher_label, :teacher_confidence, :teacher_raw, :student_label, :student_confidence, :created_at)",
-                [{**r, "round": round_, "created_at": now} for r in to_review])
+                "student_label, student_confidence, created_at, signals) VALUES (:item_id, :round, 'pending', :reason, "
+                ":teacher_label, :teacher_confidence, :teacher_raw, :student_label, :student_confidence, :created_at, "
+                ":signals)",
+                [{**r, "round": round_, "created_at": now,
+                  "signals": json.dumps(r["signals"]) if r.get("signals") is not None else None} for r in to_review])
             _set_phase(conn, round_, "labeled", timings)
 
     def current_labels(self) -> list[LabelRow]:
-        rows = self._rows(f"SELECT c.*, i.text, i.gold FROM ({_CURRENT_LABELS}) c JOIN items i USING (item_id) ORDER BY i.pos")
+        rows = self._rows(f"SELECT c.*, i.text, i.gold, i.input FROM ({_CURRENT_LABELS}) c JOIN items i USING (item_id) "
+                          "ORDER BY i.pos")
         return [LabelRow.from_row(r) for r in rows]
 
     def label_counts(self) -> dict[str, int]:
@@ -199,7 +207,8 @@ class RunsMixin(StoreBase):
     def label_history(self, item_id: str | None = None) -> list[LabelRow]:
         """Every label row, oldest first (of one item, or of the run): the audit trail behind current_labels."""
         where, params = ("WHERE l.item_id = ?", (item_id,)) if item_id is not None else ("", ())
-        rows = self._rows(f"SELECT l.*, i.text, i.gold FROM labels l JOIN items i USING (item_id) {where} ORDER BY l.id",
+        rows = self._rows(f"SELECT l.*, i.text, i.gold, i.input FROM labels l JOIN items i USING (item_id) {where} "
+                          "ORDER BY l.id",
                           params)
         return [LabelRow.from_row(r) for r in rows]
 

@@ -11,8 +11,25 @@ from pathlib import Path
 
 from ..core.tokens import hashed_form
 
-# 2: review audit log, leases, reviewers and web sessions; 3: the config snapshot keeps reviewer tokens hashed
-SCHEMA_VERSION = 3
+# 2: review audit log, leases, reviewers and web sessions; 3: the config snapshot keeps reviewer tokens hashed;
+# 4: generation tasks (answer text and signals, edits and rewrites in the review log)
+SCHEMA_VERSION = 4
+
+# The review log's kinds: accept (the teacher's answer), relabel (another label), edit (the teacher's answer,
+# changed), rewrite (the teacher's answer rejected, a new one written), skip. Version 4 added edit and rewrite.
+_REVIEW_LOG = """CREATE TABLE IF NOT EXISTS {name} (  -- append-only: every human decision and correction, with what was shown
+    id INTEGER PRIMARY KEY,
+    item_id TEXT NOT NULL REFERENCES items(item_id),
+    reviewer TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('accept', 'relabel', 'edit', 'rewrite', 'skip')),
+    label TEXT,                          -- the decided label; generation: the person's answer text
+    shown TEXT NOT NULL,
+    supersedes INTEGER REFERENCES {name}(id),
+    via TEXT NOT NULL,
+    created_at REAL NOT NULL
+);"""
+_REVIEW_LOG_INDEXES = """CREATE INDEX IF NOT EXISTS review_log_item ON review_log(item_id, reviewer);
+CREATE INDEX IF NOT EXISTS review_log_reviewer ON review_log(reviewer, id);"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -20,8 +37,9 @@ CREATE TABLE IF NOT EXISTS items (
     pos INTEGER PRIMARY KEY,            -- pool position: row order of the strategy arrays
     item_id TEXT NOT NULL UNIQUE,
     text TEXT NOT NULL,
-    gold TEXT,                           -- known label, for simulated review and accuracy only
-    origin TEXT NOT NULL CHECK (origin IN ('pool', 'seed'))
+    gold TEXT,                           -- known label (generation: the reference answer), for simulated review
+    origin TEXT NOT NULL CHECK (origin IN ('pool', 'seed')),
+    input TEXT                           -- generation: the instruction's input (text is the instruction)
 );
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
@@ -60,13 +78,15 @@ CREATE TABLE IF NOT EXISTS teacher_calls (
     cached INTEGER NOT NULL DEFAULT 0,   -- answered from the teacher cache: paid for by an earlier call
     cost REAL NOT NULL DEFAULT 0,        -- at the configured prices; 0 when cached
     confidence_method TEXT,
-    confidence_note TEXT NOT NULL DEFAULT ''  -- what qualifies the confidence (no logprobs, the text was cut...)
+    confidence_note TEXT NOT NULL DEFAULT '',  -- what qualifies the confidence (no logprobs, the text was cut...)
+    text TEXT,                           -- generation: the answer the teacher wrote (label stays NULL)
+    signals TEXT                         -- generation: JSON {signal: value} the teacher measured with it
 );
 CREATE INDEX IF NOT EXISTS teacher_calls_item ON teacher_calls(item_id);
 CREATE TABLE IF NOT EXISTS labels (
     id INTEGER PRIMARY KEY,
     item_id TEXT NOT NULL REFERENCES items(item_id),
-    label TEXT NOT NULL,
+    label TEXT NOT NULL,                 -- a class name; generation: the accepted answer text
     source TEXT NOT NULL CHECK (source IN ('seed', 'teacher', 'human')),
     confidence REAL,
     round INTEGER NOT NULL,
@@ -86,22 +106,12 @@ CREATE TABLE IF NOT EXISTS reviews (
     student_label TEXT,
     student_confidence REAL,
     created_at REAL NOT NULL,
-    decided_at REAL
+    decided_at REAL,
+    signals TEXT                         -- generation: JSON {signal: value} of every confidence signal measured
 );
 CREATE INDEX IF NOT EXISTS reviews_open ON reviews(status, round, created_at);
-CREATE TABLE IF NOT EXISTS review_log (  -- append-only: every human decision and correction, with what was shown
-    id INTEGER PRIMARY KEY,
-    item_id TEXT NOT NULL REFERENCES items(item_id),
-    reviewer TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('accept', 'relabel', 'skip')),
-    label TEXT,
-    shown TEXT NOT NULL,
-    supersedes INTEGER REFERENCES review_log(id),
-    via TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS review_log_item ON review_log(item_id, reviewer);
-CREATE INDEX IF NOT EXISTS review_log_reviewer ON review_log(reviewer, id);
+{review_log}
+{review_log_indexes}
 CREATE TABLE IF NOT EXISTS leases (
     item_id TEXT NOT NULL REFERENCES items(item_id),
     reviewer TEXT NOT NULL,
@@ -130,7 +140,7 @@ CREATE TABLE IF NOT EXISTS login_nonces (  -- one-time login form tokens, hashed
     nonce_hash TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
 );
-"""
+""".replace("{review_log}", _REVIEW_LOG.format(name="review_log")).replace("{review_log_indexes}", _REVIEW_LOG_INDEXES)
 
 # Version 1 databases had decisions only as human label rows and review statuses: give them audit records.
 _MIGRATE_1_TO_2 = """
@@ -147,8 +157,14 @@ LEFT JOIN (SELECT * FROM labels WHERE id IN (SELECT MAX(id) FROM labels WHERE so
 WHERE r.status != 'pending';
 """
 
-_ADDED_CALL_COLUMNS = {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT NULL DEFAULT 0",
-                       "confidence_method": "TEXT", "confidence_note": "TEXT NOT NULL DEFAULT ''"}
+# Columns added after their table first shipped: databases made before get them, with their default.
+_ADDED_COLUMNS = {
+    "teacher_calls": {"cached": "INTEGER NOT NULL DEFAULT 0", "cost": "REAL NOT NULL DEFAULT 0",
+                      "confidence_method": "TEXT", "confidence_note": "TEXT NOT NULL DEFAULT ''",
+                      "text": "TEXT", "signals": "TEXT"},
+    "items": {"input": "TEXT"},
+    "reviews": {"signals": "TEXT"},
+}
 
 
 class Transaction:
@@ -184,10 +200,24 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Databases made before a column existed get it, with its default."""
-    have = {r[1] for r in conn.execute("PRAGMA table_info(teacher_calls)")}
-    for name, declaration in _ADDED_CALL_COLUMNS.items():
-        if name not in have:
-            conn.execute(f"ALTER TABLE teacher_calls ADD COLUMN {name} {declaration}")
+    for table, columns in _ADDED_COLUMNS.items():
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, declaration in columns.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+
+def _rebuild_review_log(conn: sqlite3.Connection) -> None:
+    """Version 4: the review log's kind check gains edit and rewrite. SQLite cannot alter a CHECK, so the
+    table is copied into a new one that refers to itself, which the rename then makes `review_log`."""
+    conn.execute(_REVIEW_LOG.format(name="review_log_v4"))
+    conn.execute("INSERT INTO review_log_v4 SELECT id, item_id, reviewer, kind, label, shown, supersedes, via, "
+                 "created_at FROM review_log ORDER BY id")
+    conn.execute("DROP TABLE review_log")
+    conn.execute("ALTER TABLE review_log_v4 RENAME TO review_log")
+    for statement in _REVIEW_LOG_INDEXES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def _hash_config_tokens(conn: sqlite3.Connection) -> None:
@@ -220,4 +250,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute(_MIGRATE_1_TO_2.strip().rstrip(";"))
         if version is not None and version < 3:
             _hash_config_tokens(conn)
+        if version is not None and version < 4:
+            _rebuild_review_log(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

@@ -1,13 +1,10 @@
 """The student: a transformers sequence classifier, LoRA-tuned (or fully fine-tuned) each round.
 
 It is retrained from the base weights on all labels every round (no drift from earlier,
-noisier label sets), with a step budget rather than a fixed epoch count: the recipe
-measurements in DESIGN.md show LoRA needs enough steps to pass frozen embeddings.
+noisier label sets), with the shared step budget of engine/students/training.py.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -17,15 +14,10 @@ from tqdm.auto import tqdm
 
 from ..config import StudentConfig
 from ..core.models import masked_mean, resolve_model_path
+from .training import TrainStats, check_labels, run_steps, step_budget
 from ...strategies.base import Scores
 
-
-@dataclass(frozen=True)
-class TrainStats:
-    steps: int
-    epochs: float
-    final_loss: float
-    examples: int
+__all__ = ["Student", "TrainStats"]
 
 
 class Student:
@@ -65,16 +57,11 @@ class Student:
 
     # --- training ------------------------------------------------------------------
     def steps_for(self, n_examples: int) -> int:
-        per_epoch = math.ceil(n_examples / self.config.batch_size)
-        return int(min(self.config.max_steps, max(self.config.min_steps, math.ceil(self.config.epochs * per_epoch))))
+        return step_budget(self.config, n_examples)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str], seed: int, progress: bool = True) -> TrainStats:
         """Train a fresh adapter on all labels so far; deterministic for a seed and an ordered label set."""
-        if not texts:
-            raise ValueError("the student needs at least one label to train on")
-        unknown = sorted(set(labels) - set(self.label_index))
-        if unknown:
-            raise ValueError(f"labels outside the task's label set: {unknown}")
+        check_labels(texts, labels, self.label_index)
         with torch.random.fork_rng(devices=[]):  # seeded head init and dropout, the caller's RNG untouched
             torch.manual_seed(seed)
             return self._fit(texts, labels, seed, progress)
@@ -83,34 +70,14 @@ class Student:
         model = self._fresh_model()
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length)
         targets = torch.tensor([self.label_index[label] for label in labels])
-        steps = self.steps_for(len(texts))
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.config.learning_rate, weight_decay=0.01)
-        warmup = max(1, steps // 10)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
-        generator = torch.Generator().manual_seed(seed)
-        order: list[int] = []
-        model.train()
-        loss_value = float("nan")
-        bar = tqdm(range(steps), desc="training", unit="step", disable=not progress, leave=False)
-        for _ in bar:
-            if len(order) < self.config.batch_size:
-                order.extend(torch.randperm(len(texts), generator=generator).tolist())
-            batch, order = order[:self.config.batch_size], order[self.config.batch_size:]
+
+        def batch_loss(batch: list[int]) -> torch.Tensor:
             inputs = self.tokenizer.pad({k: [encoded[k][i] for i in batch] for k in encoded.keys()}, return_tensors="pt")
-            output = model(**{k: v.to(self.device) for k, v in inputs.items()}, labels=targets[batch].to(self.device))
-            output.loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = float(output.loss.detach())
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-        model.eval()
+            return model(**{k: v.to(self.device) for k, v in inputs.items()}, labels=targets[batch].to(self.device)).loss
+
+        stats = run_steps(model, self.config, len(texts), seed, progress, batch_loss)
         self.model = model
-        return TrainStats(steps=steps, epochs=steps * self.config.batch_size / len(texts),
-                          final_loss=loss_value, examples=len(texts))
+        return stats
 
     # --- persistence ---------------------------------------------------------------
     def save(self, folder: str | Path) -> None:

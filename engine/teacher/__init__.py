@@ -14,13 +14,15 @@ def build_teacher(config: TeacherOptions, task, progress: bool = True) -> Teache
     """The teacher for `config` (any kind's options) and the job's task, behind the call cache
     (unless `cache: false`) and the price list of the config."""
     cache = TeacherCache(config.cache_path) if config.cache else None
-    # The local teacher's confidence is its label likelihoods; a chat teacher's is the configured method.
-    method = getattr(config, "confidence", "label_likelihood")
+    # The local teacher's confidence is its label likelihoods; a chat teacher's is the configured method;
+    # a writer's are the signals of its answers.
+    method = "generation" if task.kind == "generation" else getattr(config, "confidence", "label_likelihood")
     return CachingTeacher(build_backend(config, task, progress), cache, config.price_input_per_mtok,
                           config.price_output_per_mtok, confidence_method=method)
 
 
 def build_backend(config: TeacherOptions, task, progress: bool = True) -> Teacher:
-    """The bare backend named by `config.kind`, without cache or prices; its module, and the libraries
-    it needs, are imported only now."""
-    return spec_for(config.kind).load_backend()(config, task, progress=progress)
+    """The bare backend named by `config.kind` for the task's kind (a labeler, or a writer of answers),
+    without cache or prices; its module, and the libraries it needs, are imported only now."""
+    backend, _ = spec_for(config.kind).load_for_task(task.kind)
+    return backend(config, task, progress=progress)

@@ -27,8 +27,9 @@ class Example:
 @dataclass(frozen=True)
 class TeacherItem:
     item_id: str
-    text: str
+    text: str  # classification: the text to label; generation: the instruction
     examples: tuple[Example, ...] = ()  # few-shot examples for this item, fixed ones first
+    input: str = ""  # generation: the instruction's input ("" when none)
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,17 @@ class TeacherResult:
     # What qualifies `confidence`: why it is None on an answered item (the server sent no logprobs), or that
     # the teacher saw only part of the item (its text was cut to fit the prompt)
     confidence_note: str = ""
+    text: str | None = None  # generation: the answer the teacher wrote (`label` stays None)
+    signals: dict[str, float] | None = None  # generation: confidence signals measured with the answer (judge, ...)
+
+    @property
+    def answer(self) -> str | None:
+        """What the teacher answered: the label of a classification item, the text of a generation one."""
+        return self.label if self.label is not None else self.text
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.label is not None
+        return self.error is None and self.answer is not None
 
 
 OnResult = Callable[[int, TeacherResult], None]

@@ -46,8 +46,8 @@ class TeacherCache:
         return None if text is None else _from_json(text)
 
     def put(self, key: str, model: str, result: TeacherResult) -> bool:
-        """Store a labeled result; an error or a missing label is never stored (False)."""
-        if result.error is not None or result.label is None:
+        """Store an answered result; an error or a missing answer is never stored (False)."""
+        if not result.ok:
             return False
         with self._lock:
             self._file.put(key, model, _to_json(result), time.time())

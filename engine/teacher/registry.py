@@ -46,6 +46,10 @@ class TeacherSpec:
     backend: str  # "module:attribute" of the backend class or factory
     estimate: str  # "module:attribute" of the plan estimate
     preflight: str | None = None  # "module:attribute" of the check that the teacher can answer
+    # For generation tasks (the teacher writes answers): the writing backend and its estimate; a kind without
+    # them can only label.
+    writer: str | None = None
+    writer_estimate: str | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.options, type) and issubclass(self.options, TeacherOptions)):
@@ -54,7 +58,11 @@ class TeacherSpec:
         if field is None or typing.get_args(field.annotation) != (self.kind,) or field.default != self.kind:
             raise TypeError(f"teacher kind {self.kind!r}: {self.options.__name__}.kind must be "
                             f"Literal[{self.kind!r}] = {self.kind!r}")
-        for reference in (self.backend, self.estimate, *([self.preflight] if self.preflight else [])):
+        if (self.writer is None) != (self.writer_estimate is None):
+            raise TypeError(f"teacher kind {self.kind!r}: give both writer and writer_estimate, or neither")
+        for reference in (self.backend, self.estimate, self.preflight, self.writer, self.writer_estimate):
+            if reference is None:
+                continue
             module, sep, attribute = reference.partition(":")
             if not (module and sep and attribute):
                 raise TypeError(f"teacher kind {self.kind!r}: {reference!r} is not 'module:attribute'")
@@ -69,6 +77,20 @@ class TeacherSpec:
     def load_preflight(self) -> Callable[..., Any] | None:
         return None if self.preflight is None else _resolve(self.preflight)
 
+    def for_task(self, task_kind: str) -> tuple[str, str]:
+        """(backend, estimate) references for a task kind: the labeling pair, or the writing pair for generation."""
+        if task_kind != "generation":
+            return self.backend, self.estimate
+        if self.writer is None or self.writer_estimate is None:
+            raise ConfigError(f"teacher.kind: {self.kind!r} cannot write answers (it has no writer); a generation "
+                              f"task needs local, openai or vllm")
+        return self.writer, self.writer_estimate
+
+    def load_for_task(self, task_kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """The backend and the plan estimate for a task kind, imported now."""
+        backend, estimate = self.for_task(task_kind)
+        return _resolve(backend), _resolve(estimate)
+
 
 def _resolve(reference: str) -> Any:
     module, _, attribute = reference.partition(":")
@@ -81,11 +103,14 @@ def _resolve(reference: str) -> Any:
 _TEACHER = "quarry_al.engine.teacher"
 BUILTIN: tuple[TeacherSpec, ...] = (
     TeacherSpec("local", LocalTeacherConfig, f"{_TEACHER}.local:LocalTeacher", f"{_TEACHER}.local:estimate",
-                f"{_TEACHER}.local:preflight"),
+                f"{_TEACHER}.local:preflight", f"{_TEACHER}.local_writer:LocalWriter",
+                f"{_TEACHER}.local_writer:estimate"),
     TeacherSpec("openai", OpenAITeacherConfig, f"{_TEACHER}.openai_compat:OpenAITeacher",
-                f"{_TEACHER}.openai_compat:estimate", f"{_TEACHER}.openai_preflight:preflight"),
+                f"{_TEACHER}.openai_compat:estimate", f"{_TEACHER}.openai_preflight:preflight",
+                f"{_TEACHER}.openai_writer:OpenAIWriter", f"{_TEACHER}.openai_writer:estimate"),
     TeacherSpec("vllm", VLLMTeacherConfig, f"{_TEACHER}.vllm_offline:VLLMTeacher", f"{_TEACHER}.vllm_offline:estimate",
-                f"{_TEACHER}.vllm_offline:preflight"),
+                f"{_TEACHER}.vllm_offline:preflight", f"{_TEACHER}.vllm_writer:VLLMWriter",
+                f"{_TEACHER}.vllm_writer:estimate"),
 )
 
 

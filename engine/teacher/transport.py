@@ -135,7 +135,7 @@ class ChatTransport:
     backoff_max_s = 30.0
     backoff_jitter_s = 0.5
 
-    def __init__(self, config: OpenAITeacherConfig, schema: dict[str, Any]):
+    def __init__(self, config: OpenAITeacherConfig, schema: dict[str, Any] | None):
         self.config = config
         self.schema = schema  # what a structured answer is held to
         self._api_key = api_key(config)
@@ -156,11 +156,14 @@ class ChatTransport:
         return {"type": "json_object", "schema": self.schema}
 
     async def _request(self, client: openai.AsyncOpenAI, messages: Messages, *, temperature: float,
-                       max_tokens: int, structured: bool, top_logprobs: int | None, seed: int | None) -> Any:
+                       max_tokens: int, structured: bool, top_logprobs: int | None, seed: int | None,
+                       stop: list[str] | None = None) -> Any:
         """One HTTP request. `top_logprobs` None: no logprobs; `structured`: the answer is held to the
-        schema and `extra_body` goes along (a verification question has neither)."""
+        schema and `extra_body` goes along (a verification question and a written answer have neither)."""
         kwargs: dict[str, Any] = dict(model=self.config.model, messages=messages, temperature=temperature,
                                       max_tokens=max_tokens)
+        if stop:
+            kwargs["stop"] = stop
         if top_logprobs is not None:
             kwargs["logprobs"] = True
             if top_logprobs:
@@ -191,7 +194,8 @@ class ChatTransport:
         return max(backoff, min(asked, _RETRY_AFTER_CAP_S)) if asked is not None else backoff
 
     async def call(self, session: Session, messages: Messages, spent: Spent, *, temperature: float, max_tokens: int,
-                   structured: bool = True, top_logprobs: int | None = None, seed: int | None = None) -> Any:
+                   structured: bool = True, top_logprobs: int | None = None, seed: int | None = None,
+                   stop: list[str] | None = None) -> Any:
         """A request under the rate limits and the retry policy; raises CallFailed when it gives up."""
         estimate = sum(len(m["content"]) for m in messages) / 4 + max_tokens
         attempts = 0
@@ -208,7 +212,7 @@ class ChatTransport:
                     async with session.slots:
                         response = await self._request(session.client, messages, temperature=temperature,
                                                        max_tokens=max_tokens, structured=structured,
-                                                       top_logprobs=top_logprobs, seed=seed)
+                                                       top_logprobs=top_logprobs, seed=seed, stop=stop)
         except TRANSPORT_ERRORS as exc:  # one item's failure is its result, never the batch's exception
             tries = f" (after {attempts} attempt{'s' if attempts != 1 else ''})"
             message = " ".join(f"{type(exc).__name__}: {exc}".split())[:500] + tries

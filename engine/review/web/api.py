@@ -16,6 +16,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..answers import answer_diff
 from ..queue import Conflict
 from .context import AppContext
 from .site import Site, require_csrf, require_session
@@ -80,20 +81,23 @@ def add_api(app: FastAPI, ctx: AppContext, site: Site) -> None:
         session = await run_in_threadpool(writer, request)
         if not isinstance(body, dict) or not isinstance(body.get("item_id"), str):
             raise HTTPException(422, 'expected {"item_id": ..., "label": ... or null, "correct": true or false}')
-        label, correct = body.get("label"), body.get("correct", False)
-        if label is not None and (not isinstance(label, str) or label not in ctx.labels):
-            raise HTTPException(422, f"label {label!r} is not one of {ctx.labels}")
+        label, correct, how = body.get("label"), body.get("correct", False), body.get("how")
+        problem = None if label is None else ctx.review.check(label)
+        if problem:
+            raise HTTPException(422, problem)
         if not isinstance(correct, bool):
             raise HTTPException(422, f"correct: expected true or false, not {correct!r}")
+        if how not in (None, "edit", "rewrite"):
+            raise HTTPException(422, "how: must be edit or rewrite")
 
         def apply() -> dict[str, Any]:
             queue = ctx.queue()
             if correct:
                 if label is None:
                     raise Conflict("a correction picks a label")
-                outcome = queue.correct(session.reviewer, body["item_id"], label, via="web")
+                outcome = queue.correct(session.reviewer, body["item_id"], label, via="web", edit=how)
             else:
-                outcome = queue.decide(session.reviewer, body["item_id"], label, via="web")
+                outcome = queue.decide(session.reviewer, body["item_id"], label, via="web", edit=how)
             return {"ok": True, "decision_id": outcome.record.id, "kind": outcome.record.kind,
                     "complete": outcome.complete, "pending": ctx.store().pending_count()}
 
@@ -137,4 +141,5 @@ def add_api(app: FastAPI, ctx: AppContext, site: Site) -> None:
         item = queue.item(record.item_id)
         if item is None:
             return {"item": None}
-        return {"item": ctx.item_json(item), "decision": {"id": record.id, "label": record.label, "kind": record.kind}}
+        return {"item": ctx.item_json(item), "decision": {"id": record.id, "label": record.label, "kind": record.kind,
+                                                          "diff": answer_diff(item.teacher_label, record.label)}}

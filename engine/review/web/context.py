@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ...config import JobConfig, config_from_dict
+from ..kinds import review_kind
 from ..queue import ReviewQueue
 from ..similar import SimilarIndex
 from ...store import ReviewRow, Store
@@ -33,6 +34,7 @@ class AppContext:
         with Store(db_path) as store:
             self.config: JobConfig = config_from_dict(json.loads(store.config_json()))
         self.labels = self.config.task.label_names
+        self.review = review_kind(self.config)  # what the task kind shows and accepts
 
     def store(self) -> Store:
         store = getattr(self._local, "store", None)
@@ -73,5 +75,5 @@ class AppContext:
             "student_label": item.student_label, "student_confidence": item.student_confidence,
             "expires_at": expires_at,
             "expires_in": None if expires_at is None else max(0.0, expires_at - time.time()),
-            "similar": [asdict(n) for n in neighbours],
+            "similar": [asdict(n) for n in neighbours], **self.review.item_fields(item),
         }

@@ -114,7 +114,7 @@ def add_pages(app: FastAPI, ctx: AppContext, site: Site, templates: Jinja2Templa
         session = session_of(ctx.store(), request)
         if session is None:
             return RedirectResponse("/login", status_code=303)
-        return page(request, "queue.html", session=session, labels=ctx.config.task.labels,
+        return page(request, ctx.review.page, session=session, labels=ctx.config.task.labels,
                     lease_s=review.lease_s, poll_s=review.poll_s)
 
     @app.get("/dashboard", response_class=HTMLResponse)

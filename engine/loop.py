@@ -20,6 +20,7 @@ from .pool import write_pool
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
+from .student_config import recipe_warnings
 from .tasks.registry import task_kind
 from .teacher.preflight import describe as describe_preflight, preflight_teacher
 
@@ -40,8 +41,10 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
     check_executor(config.executor)
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
-        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file)
+        check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file, ref.causal)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
+    for warning in recipe_warnings(config.student):
+        log(f"warning: {warning}")
     checked = preflight_teacher(config.teacher, config.task)  # a wrong URL, key or model fails now, as one line
     if checked is not None and checked.requested:
         log(describe_preflight(checked, config.teacher))

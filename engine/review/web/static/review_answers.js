@@ -20,7 +20,7 @@
     editor.value = how === "edit" ? (start || "") : "";
     editor.hidden = false;
     $("editor-help").hidden = false;
-    setTimeout(() => editor.focus(), 0);  // after this key's own input, which would land in the editor
+    editor.focus();  // now, so the next key lands in it; the opening key itself is not typed (review.js)
   }
 
   window.quarryShow = (entry) => {

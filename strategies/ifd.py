@@ -21,6 +21,11 @@ def check_flag(value: object) -> bool:
     return value
 
 
+def misaligned(ifd: np.ndarray) -> np.ndarray:
+    """(n,) bool: IFD >= 1, the instruction does not make the output more likely (NaN, no output: False)."""
+    return np.nan_to_num(ifd, nan=0.0) >= 1.0
+
+
 def ifd_utility(ifd: np.ndarray) -> np.ndarray:
     """Higher is better: IFD itself below 1 (in (0, 1)); flagged pairs (IFD >= 1) after every unflagged one,
     the least flagged first; pairs without an IFD (no output, NaN) last."""

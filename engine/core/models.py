@@ -199,3 +199,16 @@ def mean_pooled(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], ba
     out = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
     out[order] = np.concatenate(chunks)
     return out
+
+
+def unknown_token_share(model: str, texts: Sequence[str]) -> float:
+    """The share of the texts' tokens the model's tokenizer cannot represent (its unknown token): an English
+    vocabulary on Chinese text maps most of it to [UNK], and a student cannot learn from what it cannot see."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(model)))
+    unknown = tokenizer.unk_token_id
+    if unknown is None or not texts:
+        return 0.0
+    ids = [i for encoded in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for i in encoded]
+    return sum(i == unknown for i in ids) / max(len(ids), 1)

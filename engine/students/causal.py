@@ -71,11 +71,6 @@ class GenerationScores:
     embeddings: np.ndarray  # (n, d) pooled instruction states
     drafts: tuple[str, ...]  # the student's greedy answers ("" when drafts are off)
 
-    @property
-    def flagged(self) -> np.ndarray:
-        """(n,) bool: IFD >= 1, the instruction does not make the output more likely."""
-        return np.nan_to_num(self.ifd, nan=0.0) >= 1.0
-
     def as_scores(self) -> Scores:
         """The strategies' input. A generation task has no classes: probs is one certain column, so
         class-uncertainty strategies see no signal and the generation strategies read their own fields."""

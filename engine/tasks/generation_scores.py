@@ -18,6 +18,7 @@ import numpy as np
 from ..embeddings import pool_embeddings
 from ..students import Pair
 from ...strategies import EMBEDDINGS, IFD, TOKEN_ENTROPY, QueryStrategy, Scores, needs_of
+from ...strategies.ifd import misaligned
 
 
 def pool_pairs(ctx: Any) -> list[Pair]:
@@ -52,6 +53,11 @@ def generation_scores(ctx: Any, round_: int, strategy: QueryStrategy) -> Scores:
         if len(rows):
             values, _, _, states = student.ifd([pairs[i] for i in rows], ctx.progress)
             ifd[rows] = values
+            flagged = np.flatnonzero(misaligned(ifd))
+            if len(flagged):
+                ctx.log(f"round {round_}: {len(flagged)} of {len(rows)} pool outputs have IFD >= 1 (the instruction "
+                        f"does not make them more likely: probably misaligned pairs), e.g. "
+                        + ", ".join(ctx.pool_ids[i] for i in flagged[:5]))
             if embeddings is None and len(rows) == n:
                 embeddings = states
     if EMBEDDINGS in needs and frozen:

@@ -20,7 +20,6 @@ useful comparison between labels.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import json
 import time
@@ -38,7 +37,7 @@ from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_toke
 from .options import OpenAITeacherConfig
 from .parsing import label_schema, parse_answer, parse_label
 from .prompts import load_template, render_messages, template_source
-from .transport import CallFailed, ChatTransport, Session, Spent
+from .transport import CallFailed, ChatTransport, Session, Spent, run_blocking
 
 
 def label_messages(template: Any, task: TaskConfig, text: str, method: str,
@@ -112,13 +111,7 @@ class OpenAITeacher:
         items = list(items)
         if not items:
             return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._label_all(items, on_result))
-        # Called from inside a running loop (a notebook, an async app): run ours in a worker thread.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="quarry-teacher") as pool:
-            return pool.submit(asyncio.run, self._label_all(items, on_result)).result()
+        return run_blocking(self._label_all(items, on_result))
 
     def close(self) -> None:
         """Clients live for one `label` call (an async client is bound to its event loop), so

@@ -10,7 +10,6 @@ only drops that signal, with a note, since the answer itself is there.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import time
 from typing import Any, Sequence
@@ -22,7 +21,7 @@ from .answers import Agreement, AnswerPrompts, answer_estimate, answer_signals, 
 from .base import OnResult, TeacherItem, TeacherResult, call_cost
 from .estimate import Estimate, TokenizerLoader
 from .options import OpenAITeacherConfig
-from .transport import CallFailed, ChatTransport, Session, Spent
+from .transport import CallFailed, ChatTransport, Session, Spent, run_blocking
 
 JUDGE_TOP_LOGPROBS = 20  # the most the OpenAI API gives
 
@@ -65,12 +64,7 @@ class OpenAIWriter:
         items = list(items)
         if not items:
             return []
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self._all(items, on_result))
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="quarry-teacher") as pool:
-            return pool.submit(asyncio.run, self._all(items, on_result)).result()
+        return run_blocking(self._all(items, on_result))
 
     def close(self) -> None:
         self._closed = True

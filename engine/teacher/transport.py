@@ -10,12 +10,13 @@ transport's and the API's own exceptions are caught: anything else is a bug, and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Coroutine, TypeVar
 
 import httpx
 import openai
@@ -25,6 +26,8 @@ from ..core.errors import ConfigError
 from .base import TRANSIENT_ERRORS, ErrorKind, Usage
 from .options import OpenAITeacherConfig
 from .ratelimit import RateLimits
+
+T = TypeVar("T")
 
 _RETRY_AFTER_CAP_S = 60.0
 # What a request may fail with that is the server's or the network's doing (a malformed body included).
@@ -221,3 +224,14 @@ class ChatTransport:
         spent.add(used)
         self.limits.settle(estimate, used.prompt_tokens + used.completion_tokens)
         return response
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """An async batch run from synchronous code; inside a running event loop (a notebook, an async app) it
+    runs in a worker thread with a loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="quarry-teacher") as pool:
+        return pool.submit(asyncio.run, coroutine).result()

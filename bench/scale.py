@@ -1,14 +1,17 @@
 """Pools of millions: time and peak memory of each phase of a round against the pool's size.
 
     python bench/scale.py --pool 100000 1000000 10000000 [--out FILE] [--workdir DIR] [--only LABEL ...]
+                          [--executor local|ray] [--phases load score embed select commit] [--score-rows R]
 
 For each N a synthetic pool is written once under --workdir (kept between runs): texts from templates
 over 50 topics (Parquet, one file per shard), their embeddings as a mixture of 50 Gaussians in 384-d
 (float16, one raw file per 1M-row shard: 10M rows = 7.7 GB), the student's class probabilities
 (c = 4, from a linear head) and 1,000 labeled rows. Nothing holds a float32 copy of the pool.
 
-Each phase is a function in PHASES. Today: `generate` (the pool above, timed only when written) and
-`select` (every strategy of VARIANTS, k = 25). Each selection runs in a fresh child process that
+Each phase is a function in PHASES: `generate` (the pool above, timed only when written), then a round's
+phases in bench/_scale_phases.py (load the texts into a run folder's pool shards; score and embed a
+subsample through --executor; commit the picks to a real run database) around `select` (every strategy
+of VARIANTS, k = 25). Each selection runs in a fresh child process that
 maps the shards (np.memmap) and times `select()` alone (wall and CPU seconds); its peak RSS is the
 whole child's high-water mark (VmHWM): interpreter, probabilities, everything.
 A full-pool variant is skipped at a size over its `max_pool` (it holds the pool in memory) or when
@@ -39,6 +42,7 @@ import pyarrow.parquet as pq
 
 from _checkout import REPO  # noqa: E402  (this checkout's quarry_al, not an installed one)
 
+import _scale_phases  # noqa: E402
 from quarry_al.strategies import Scores, SelectionState, make_strategy  # noqa: E402
 from quarry_al.strategies.shards import Shards  # noqa: E402
 
@@ -136,6 +140,22 @@ def phase_generate(n: int, folder: Path, seed: int = 0) -> dict:
     return {"seconds": time.perf_counter() - started, "written": True}
 
 
+QUARRY_LABELS = ("world", "sport", "business", "science")  # topic % 4: what configs/large_pool.yaml classifies
+
+
+def export_quarry(folder: Path, out: Path) -> Path:
+    """The generated pool as a Quarry data file (id, text, label = one of four topic groups), streamed."""
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string())])
+    with pq.ParquetWriter(out / "pool.parquet", schema) as writer:
+        for texts in sorted(folder.glob("texts-*.parquet")):
+            for batch in pq.ParquetFile(texts).iter_batches(batch_size=CHUNK, columns=["id", "text", "topic"]):
+                labels = np.array(QUARRY_LABELS)[np.asarray(batch.column("topic")) % 4]
+                writer.write_table(pa.table({"id": pa.array([f"s{i}" for i in batch.column("id").to_pylist()]),
+                                             "text": batch.column("text"), "label": pa.array(labels)}, schema=schema))
+    return out / "pool.parquet"
+
+
 def open_pool(folder: Path) -> tuple[Scores, SelectionState]:
     """The pool as a strategy sees it: float16 shards mapped from disk, probabilities, 1,000 labeled."""
     meta = json.loads((folder / "meta.json").read_text())
@@ -208,15 +228,40 @@ def phase_select(n: int, folder: Path, args: argparse.Namespace, earlier: dict[s
     return results
 
 
+def run_phase(phase: str) -> Callable[..., dict]:
+    """A phase of bench/_scale_phases.py in a fresh child process (its own peak RSS)."""
+    def run(n: int, folder: Path, args: argparse.Namespace, earlier: dict) -> dict:
+        if args.phases and phase not in args.phases:
+            return {"skipped": "not asked for"}
+        command = [sys.executable, __file__, "--phase-child", phase, "--workdir", str(folder), "--pool", str(n),
+                   "--k", str(args.k), "--executor", args.executor, "--score-rows", str(args.score_rows),
+                   "--actors", str(args.actors)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+        cell = json.loads(done.stdout.strip().splitlines()[-1])
+        extra = (f" ({cell['seconds_per_row'] * 1e3:.2f} ms/row over {cell['rows']:,} rows, worker peak "
+                 f"{cell['worker_peak_rss_mb']:.0f} MB)" if "seconds_per_row" in cell else "")
+        print(f"  {phase:<8} {cell['seconds']:8.2f}s {cell['peak_rss_mb']:8.0f} MB{extra}", flush=True)
+        return cell
+    return run
+
+
+def select_if_asked(n: int, folder: Path, args: argparse.Namespace, earlier: dict) -> dict:
+    return phase_select(n, folder, args, earlier) if not args.phases or "select" in args.phases else {}
+
+
 # The round's phases, in order: (pool size, pool folder, arguments, this phase's wall seconds at the
-# sizes before, by row) -> measurements (a JSON-able dict, kept under the phase's name per pool). FOR THE RAY EXECUTOR: add "load" (read the text shards),
-# "embed" (encode them into float16 shards), "score" (the student's probabilities) and "commit"
-# (write the selection to the store) here, each one a function of this shape; `main` runs and
-# reports every phase in this table.
+# sizes before, by row) -> measurements (a JSON-able dict, kept under the phase's name per pool).
 PHASES: dict[str, Callable[..., dict]] = {
     "generate": lambda n, folder, args, earlier: phase_generate(n, folder),
-    "select": phase_select,
+    "load": run_phase("load"),
+    "score": run_phase("score"),
+    "embed": run_phase("embed"),
+    "select": select_if_asked,
+    "commit": run_phase("commit"),
 }
+ROUND_PHASES = ("load", "score", "embed", "commit")
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -258,10 +303,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="selections run at once (each in its own process)")
     parser.add_argument("--only", nargs="+", help="run only these rows (labels as in the table)")
     parser.add_argument("--summary", default=str(REPO / "bench" / "results_summary" / "scale.md"))
+    parser.add_argument("--executor", choices=["local", "ray"], default="local", help="where score and embed run")
+    parser.add_argument("--actors", type=int, default=2, help="Ray scoring actors (2 CPUs shared among them)")
+    parser.add_argument("--score-rows", type=int, default=2048, help="rows score and embed run on (per-row cost)")
+    parser.add_argument("--phases", nargs="+", choices=list(ROUND_PHASES) + ["select"], help="run only these phases")
+    parser.add_argument("--export-quarry", action="store_true",
+                        help="write each pool as a Quarry data file, WORKDIR/quarry-N/pool.parquet, and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--phase-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return select_child(Path(args.workdir), args.child, args.k)
+    if args.phase_child:
+        return _scale_phases.child(args.phase_child, args.pool[0], Path(args.workdir), args)
+    if args.export_quarry:
+        for n in args.pool:
+            phase_generate(n, Path(args.workdir) / f"pool-{n}")
+            print(export_quarry(Path(args.workdir) / f"pool-{n}", Path(args.workdir) / f"quarry-{n}"))
+        return None
     pools, cpu = [], {}
     history: dict[str, dict[str, dict[int, float]]] = {phase: {} for phase in PHASES}  # wall s by row, size
     for n in sorted(args.pool):
@@ -274,7 +333,10 @@ def main() -> None:
             if "seconds" in cell:
                 history["select"].setdefault(label, {})[n] = cell["seconds"]
                 cpu.setdefault(label, {})[n] = cell["cpu_seconds"]
-        cells = measured["select"].values()
+        for phase in ROUND_PHASES:
+            if "seconds" in measured[phase]:
+                history[phase].setdefault(phase, {})[n] = measured[phase]["seconds"]
+        cells = [*measured["select"].values(), *(measured[phase] for phase in ROUND_PHASES)]
         measured["select_seconds"] = {label: c["seconds"] for label, c in measured["select"].items() if "seconds" in c}
         measured["peak_rss_mb"] = max((c["peak_rss_mb"] for c in cells if "peak_rss_mb" in c), default=None)
         measured["same_picks_as_exact"] = {
@@ -286,11 +348,14 @@ def main() -> None:
     report = {"k": args.k, "dim": DIM, "labeled": LABELED, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "jobs": args.jobs, "pools": pools,
               "growth": {label: growth(history["select"].get(label, {})) for label in labels},
-              "growth_cpu": {label: growth(cpu.get(label, {})) for label in labels}}
+              "growth_cpu": {label: growth(cpu.get(label, {})) for label in labels},
+              "executor": args.executor, "actors": args.actors, "score_rows": args.score_rows,
+              "phase_growth": {phase: growth(history[phase].get(phase, {})) for phase in ("load", "commit")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     lines = table(report)
+    print("\n" + "\n".join(phase_table(report)))
     print("\nselection: wall seconds (CPU seconds) of select(), peak RSS of the process, growth exponent of wall "
           "(of CPU) seconds\n"
           + "\n".join(lines) + "\npicks shared with exact search: "
@@ -304,7 +369,33 @@ def main() -> None:
                        f"wall (CPU) seconds over N; load average at each size: "
                        + ", ".join(f"{p['pool']:,}: {p['load_average'][0]:.1f}" for p in pools)
                        + "\n\n" + "\n".join(lines) + "\n\nPicks shared with exact search (of k): "
-                       + "; ".join(f"{p['pool']:,}: {p['same_picks_as_exact']}" for p in pools) + "\n")
+                       + "; ".join(f"{p['pool']:,}: {p['same_picks_as_exact']}" for p in pools) + "\n\n"
+                       + "\n".join(phase_table(report)) + "\n")
+
+
+def phase_table(report: dict) -> list[str]:
+    """A round's other phases: seconds and peak RSS per N; score and embed ran on `score_rows` rows, so
+    their full-pool time is per-row seconds x N (projected)."""
+    pools = report["pools"]
+    lines = [f"executor {report['executor']} ({report['actors']} actors if ray); score and embed on "
+             f"{report['score_rows']:,} rows, projected to N", "",
+             "| phase | " + " | ".join(f"{p['pool']:,}: s (peak MB)" for p in pools) + " | growth |",
+             "|---" + "|---:" * (len(pools) + 1) + "|"]
+    for phase in ROUND_PHASES:
+        cells = []
+        for p in pools:
+            c = p.get(phase, {})
+            if "seconds_per_row" in c:
+                cells.append(f"{c['seconds_per_row'] * 1e3:.2f} ms/row -> {c['seconds_per_row'] * p['pool']:,.0f} "
+                             f"(driver {c['peak_rss_mb']:,.0f}, worker {c['worker_peak_rss_mb']:,.0f})")
+            elif "seconds" in c:
+                cells.append(f"{c['seconds']:.2f} ({c['peak_rss_mb']:,.0f})")
+            else:
+                cells.append(c.get("skipped") or c.get("error") or "")
+        g = report["phase_growth"].get(phase)
+        lines.append(f"| {phase} | " + " | ".join(cells) + " | " + ("1 (per row)" if phase in ("score", "embed")
+                                                                     else "" if g is None else f"{g:.2f}") + " |")
+    return lines
 
 
 if __name__ == "__main__":

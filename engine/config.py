@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_seria
 from .core.errors import ConfigError
 from .overrides import parse_overrides, set_dotted
 from .core.tokens import hashed_form, weak_token_problem
+from .executor_config import ExecutorConfig
 from .student_config import StudentConfig
 from .task import LabelSpec, TaskConfig  # noqa: F401  (part of the config's public names)
 from .teacher.options import GenerationOptions, LocalTeacherConfig
@@ -182,6 +183,7 @@ class JobConfig(_Strict):
     routing: RoutingConfig = RoutingConfig()
     review: ReviewConfig = ReviewConfig()
     loop: LoopConfig = LoopConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
     @model_validator(mode="before")
     @classmethod

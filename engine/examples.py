@@ -6,7 +6,7 @@ before the student exists (round 0).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .teacher.options import FewShotConfig
 Embed = Callable[[list[str]], np.ndarray]
 
 
-def _student_embeddings(texts: list[str], pool: np.ndarray | None, pool_texts: Sequence[str],
+def _student_embeddings(texts: list[str], pool: Any, pool_texts: Sequence[str],
                         embed: Embed | None) -> np.ndarray | None:
     if pool is None:
         return None
@@ -28,7 +28,8 @@ def _student_embeddings(texts: list[str], pool: np.ndarray | None, pool_texts: S
         return None
     extra = embed(missing) if missing else np.zeros((0, pool.shape[1]))
     extra_row = {text: row for row, text in enumerate(missing)}
-    return np.stack([pool[row_of[t]] if t in row_of else extra[extra_row[t]] for t in texts])
+    known = np.asarray(pool[np.array([row_of.get(t, 0) for t in texts], dtype=np.int64)])  # one gather (Shards too)
+    return np.stack([known[j] if t in row_of else extra[extra_row[t]] for j, t in enumerate(texts)])
 
 
 def with_examples(config: FewShotConfig, items: list[TeacherItem], labels: Sequence[LabelRow],

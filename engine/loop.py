@@ -14,7 +14,9 @@ from pydantic import ValidationError
 from .config import ConfigError, JobConfig, check_strategies, config_from_dict, models_to_load
 from .core.models import check_model, unknown_token_share
 from .data import JobData
+from .executors import check_executor
 from .phases import Log, RunContext, label_round, review_round, select_round, train_round
+from .pool import write_pool
 from .run_folder import RunFolder
 from .stopping import stop_reason
 from .store import Store
@@ -41,6 +43,7 @@ def default_run_dir(config: JobConfig) -> Path:
 def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = True, log: Log = _stderr) -> str:
     """Start or resume a job; returns why it stopped (a stopping criterion, or waiting for reviews)."""
     check_strategies(config)  # a bad strategy or param fails now, not after round 0's training
+    check_executor(config.executor)
     for ref in models_to_load(config):  # so does a model that is not there: before any data or teacher call
         check_model(ref.name, ref.key, ref.install_hint, ref.gguf_file, ref.causal)
     folder = RunFolder(Path(run_dir) if run_dir else default_run_dir(config)).check()
@@ -56,7 +59,7 @@ def run_job(config: JobConfig, run_dir: Path | None = None, *, progress: bool = 
         _warn_of_unknown_tokens(config.student.model, [r.text for r in data.pool[:UNKNOWN_TOKEN_SAMPLE]], log)
     folder.create()
     with Store(folder.database) as store:
-        initialize_or_check(store, config, data, log)
+        initialize_or_check(store, config, data, log, folder)
         ctx = RunContext(config, folder, store, list(data.eval), progress, log)
         try:
             return drive(ctx)
@@ -72,16 +75,21 @@ def _warn_of_unknown_tokens(model: str, texts: list[str], log: Log) -> None:
             f"'quarry-al[multilingual]')")
 
 
-def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log) -> None:
-    """A new run stores its pool, seed labels and config; a resumed one must be the same job."""
+def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log, folder: RunFolder | None = None) -> None:
+    """A new run stores its pool (as Parquet shards in `folder`; without one, in the store as before),
+    seed labels and config; a resumed one must be the same job."""
     snapshot = config.model_dump(mode="json")
     if not store.is_initialized():
         if not data.seed and config.loop.initial_labels == 0:
             raise ConfigError("loop.initial_labels: is 0 and there is no data.seed file: the student has nothing to learn from")
-        store.initialize(json.dumps(snapshot),
-                         [(r.item_id, r.text, r.label) for r in data.pool],
-                         [(r.item_id, r.text, r.label) for r in data.seed],
-                         inputs={r.item_id: r.input for r in [*data.pool, *data.seed] if r.input is not None})
+        seed = [(r.item_id, r.text, r.label) for r in data.seed]
+        inputs = {r.item_id: r.input for r in [*data.pool, *data.seed] if r.input is not None}
+        if folder is None:
+            store.initialize(json.dumps(snapshot), [(r.item_id, r.text, r.label) for r in data.pool], seed, inputs=inputs)
+        else:
+            pool = write_pool(folder.pool_dir, ((r.item_id, r.text, r.label, r.input) for r in data.pool),
+                              config.executor.shard_rows)
+            store.initialize_sharded(json.dumps(snapshot), len(pool), seed, inputs=inputs)
         log(f"new run: {len(data.pool)} pool items, {len(data.seed)} seed labels, {len(data.eval)} eval items")
         return
     stored = _as_read_now(json.loads(store.config_json()))

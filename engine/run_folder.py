@@ -1,10 +1,14 @@
 """The run folder: every file a run keeps beside its database, and the one way each is written.
 
     quarry.db                 the store (engine/store): the run's state; everything else derives from it
+    pool/                     the pool's texts as Parquet shards (engine/pool.py)
     adapters/round-NNN/       the student trained in round NNN
-    scores/round-NNN.npz      the pool scores round NNN selected from (probs, embeddings[, mc_probs, token_entropy, ifd])
+    scores/round-NNN/         the pool scores a classification round selected from (engine/score_shards.py:
+                              probs, float16 embedding shards[, mc_probs])
+    scores/round-NNN.npz      the same as one file: generation rounds ([token_entropy, ifd]) and runs made
+                              before the sharded layout
     stop_set/round-NNN.npy    round NNN's predictions on the stop set (for the next round's kappa)
-    embeddings/SOURCE-KEY.npz frozen-model pool embeddings, keyed by model and settings
+    embeddings/SOURCE-KEY/    frozen-model pool embeddings (float16 shards), keyed by model, settings and pool
     metrics.jsonl             one line per finished round, rewritten from the store
     report.html, *.png        `quarry report`
 
@@ -22,7 +26,9 @@ import numpy as np
 
 from .core.errors import QuarryError
 from .core.files import atomic_write, cached_array, load_arrays, save_arrays, write_text
+from .score_shards import ScoreWriter, complete, read_embeddings, read_probs, read_scores
 from ..strategies.base import IFD, MC_PROBS, TOKEN_ENTROPY, Scores
+from ..strategies.shards import Shards
 
 _OPTIONAL_SCORES = (MC_PROBS, TOKEN_ENTROPY, IFD)
 
@@ -56,6 +62,10 @@ class RunFolder:
     def database(self) -> Path:
         return self.root / "quarry.db"
 
+    @property
+    def pool_dir(self) -> Path:
+        return self.root / "pool"
+
     # --- the student of each round ------------------------------------------------------
     def adapter(self, round_: int) -> Path:
         return self.root / "adapters" / f"round-{round_:03d}"
@@ -66,7 +76,20 @@ class RunFolder:
 
     # --- pool scores a selection was made from ------------------------------------------
     def scores_path(self, round_: int) -> Path:
+        """Where runs made before the sharded layout kept a round's scores (still read)."""
         return self.root / "scores" / f"round-{round_:03d}.npz"
+
+    def scores_dir(self, round_: int) -> Path:
+        return self.root / "scores" / f"round-{round_:03d}"
+
+    def save_score_shards(self, folder: Path, sizes: Sequence[int], classes: int, mc_passes: int,
+                          fill: Callable[[ScoreWriter], None]) -> Path:
+        """`fill(writer)` writes every pool row; the folder then replaces the old one whole."""
+        def write(tmp: Path) -> None:
+            writer = ScoreWriter(tmp, sizes, classes, mc_passes)
+            fill(writer)
+            writer.finish()
+        return atomic_write(folder, write)
 
     def save_scores(self, round_: int, scores: Scores) -> None:
         arrays = {"probs": scores.probs}
@@ -77,6 +100,8 @@ class RunFolder:
 
     def load_scores(self, round_: int, mc_passes: int = 0) -> Scores | None:
         """The round's saved scores; None when missing or lacking the `mc_passes` MC-dropout passes asked for."""
+        if complete(self.scores_dir(round_)):
+            return read_scores(self.scores_dir(round_), mc_passes)
         path = self.scores_path(round_)
         if not path.is_file():
             return None
@@ -88,10 +113,14 @@ class RunFolder:
                       token_entropy=saved.get(TOKEN_ENTROPY), ifd=saved.get(IFD))
 
     def load_probs(self, round_: int) -> np.ndarray | None:
+        if round_ >= 0 and complete(self.scores_dir(round_)):
+            return read_probs(self.scores_dir(round_))
         path = self.scores_path(round_)
         return load_arrays(path)["probs"] if round_ >= 0 and path.is_file() else None
 
-    def load_pool_embeddings(self, round_: int) -> np.ndarray | None:
+    def load_pool_embeddings(self, round_: int) -> np.ndarray | Shards | None:
+        if complete(self.scores_dir(round_)):
+            return read_embeddings(self.scores_dir(round_))
         path = self.scores_path(round_)
         return load_arrays(path).get("embeddings") if path.is_file() else None
 
@@ -113,6 +142,13 @@ class RunFolder:
     def embeddings(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         """The array cached as embeddings/NAME.npz, or compute() cached there first."""
         return cached_array(self.root / "embeddings" / f"{name}.npz", compute)
+
+    def embeddings_dir(self, name: str) -> Path:
+        """Frozen-model pool embeddings as float16 shards (engine/score_shards.py), computed by an executor."""
+        return self.root / "embeddings" / name
+
+    def load_embedding_shards(self, name: str) -> np.ndarray | Shards | None:
+        return read_embeddings(self.embeddings_dir(name)) if complete(self.embeddings_dir(name)) else None
 
     # --- metrics and report ---------------------------------------------------------------
     @property

@@ -48,7 +48,8 @@ def old_db(tmp_path):
 
 def test_a_version_2_database_migrates_and_keeps_its_rows(old_db):
     with Store(old_db) as store:
-        assert store.meta("schema_version") == str(SCHEMA_VERSION) == "4"
+        assert store.meta("schema_version") == str(SCHEMA_VERSION) == "5"
+        assert store.pool_layout() == "items" and store.pool_size() == 2  # schema 5: its pool stays in `items`
         assert [(r.id, r.kind, r.label, r.supersedes) for r in store.review_log()] == [
             (1, "relabel", "b", None), (2, "accept", "a", 1)]
         assert [i.input for i in store.pool_items()] == [None, None]

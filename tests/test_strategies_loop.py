@@ -22,6 +22,7 @@ from quarry_al.engine.embeddings import pool_embeddings
 from quarry_al.engine.loop import run_job
 from quarry_al.engine.run_folder import RunFolder
 from quarry_al.engine.students import Student
+from quarry_al.engine.score_shards import read_scores
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.yaml"
@@ -133,9 +134,9 @@ def test_loop_feeds_bald_and_clustering_and_records_stop_set_metrics(tmp_path):
     result = subprocess.run(args, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
                             text=True, timeout=1750)
     assert result.returncode == 0, result.stderr
-    with np.load(run_dir / "scores" / "round-001.npz") as scores:
-        assert scores["mc_probs"].shape == (3, 300, 5)  # bald's 3 passes over the 300-item pool
-    embeddings = list((run_dir / "embeddings").glob("encoder-*.npz"))
+    scores = read_scores(run_dir / "scores" / "round-001", mc_passes=3)  # score shards (engine/score_shards.py)
+    assert scores.mc_probs.shape == (3, 300, 5)  # bald's 3 passes over the 300-item pool
+    embeddings = [p for p in (run_dir / "embeddings").glob("encoder-*") if (p / "meta.json").is_file()]
     assert len(embeddings) == 1  # round 0's k-means and round 1's density shared one computation
     with sqlite3.connect(run_dir / "quarry.db") as conn:
         strategies = dict(conn.execute("SELECT round, strategy FROM rounds").fetchall())

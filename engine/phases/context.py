@@ -1,17 +1,20 @@
-"""What every phase works with: the job's config and task kind, the run's store and folder, the pool,
-and the models (loaded once, when a phase first needs them)."""
+"""What every phase works with: the job's config and task kind, the run's store and folder, the pool
+(Parquet shards), the executor that maps functions over it, and the models (each built when a phase
+first needs it)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Callable, Sequence
 
 from ..config import JobConfig
 from ..data import Record
-from ..run_folder import RunFolder
-from ..store import Item, Store
+from ..executors import Executor, make_executor
+from ..pool import PoolColumn, PoolShards, write_pool
+from ..run_folder import RunFolder, RunFolderError
+from ..store import Store
 from ..tasks.base import TaskKind
 from ..tasks.registry import task_kind
-from ..teacher import Teacher, build_teacher
+from ..teacher import Teacher
 
 Log = Callable[[str], None]
 
@@ -25,8 +28,15 @@ class Models:
     folder: RunFolder
     progress: bool
     log: Log
+    executor: Executor | None = None  # None until first needed: then the one the config names
     student: Any = None  # the kind's student (engine/students/)
     teacher: Teacher | None = None
+
+    def get_executor(self) -> Executor:
+        """Ray starts (or is joined) only when a phase first maps the pool or labels through it."""
+        if self.executor is None:
+            self.executor = make_executor(self.config.executor, self.progress)
+        return self.executor
 
     def fresh_student(self) -> Any:
         if self.student is None:
@@ -49,12 +59,23 @@ class Models:
         if self.teacher is None:
             teacher = self.config.teacher
             self.log(f"loading teacher {teacher.model} ({teacher.kind})")
-            self.teacher = build_teacher(teacher, self.config.task, progress=self.progress)
+            self.teacher = self.get_executor().build_teacher(teacher, self.config.task, progress=self.progress)
         return self.teacher
 
     def close(self) -> None:
         if self.teacher is not None:
             self.teacher.close()
+        if self.executor is not None:
+            self.executor.close()
+
+
+def open_pool(folder: RunFolder, store: Store, shard_rows: int) -> PoolShards:
+    """The run's pool shards; a run made before they existed (its pool in the store) gets them now, once."""
+    if PoolShards.exists(folder.pool_dir):
+        return PoolShards(folder.pool_dir)
+    if store.pool_layout() != "items":
+        raise RunFolderError(f"{folder.pool_dir}: the pool's shards are missing from the run folder")
+    return write_pool(folder.pool_dir, store.iter_pool_rows(), shard_rows)
 
 
 @dataclass
@@ -65,19 +86,18 @@ class RunContext:
     eval_records: list[Record]
     progress: bool = True
     log: Log = print
-    pool: list[Item] = field(default_factory=list)  # pool position -> item: the row order of every score array
+    executor: InitVar[Executor | None] = None  # None: the one the config names, made when first needed
+    pool: PoolShards = field(init=False)  # pool position -> row: the row order of every score array
     kind: TaskKind = field(init=False)  # what the task's kind does differently (engine/tasks/)
     models: Models = field(init=False)
-    pool_ids: list[str] = field(init=False)
-    pool_texts: list[str] = field(init=False)  # generation: the instructions
+    pool_ids: Sequence[str] = field(init=False)  # columns of the pool, read from its shards on first use
+    pool_texts: Sequence[str] = field(init=False)  # generation: the instructions
 
-    def __post_init__(self) -> None:
-        if not self.pool:
-            self.pool = self.store.pool_items()
-        self.pool_ids = [i.item_id for i in self.pool]
-        self.pool_texts = [i.text for i in self.pool]
+    def __post_init__(self, executor: Executor | None) -> None:
+        self.pool = open_pool(self.folder, self.store, self.config.executor.shard_rows)
+        self.pool_ids, self.pool_texts = PoolColumn(self.pool, "item_id"), PoolColumn(self.pool, "text")
         self.kind = task_kind(self.config.task)
-        self.models = Models(self.config, self.kind, self.folder, self.progress, self.log)
+        self.models = Models(self.config, self.kind, self.folder, self.progress, self.log, executor)
 
     @property
     def labels(self) -> list[str]:

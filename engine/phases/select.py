@@ -18,8 +18,7 @@ def select_round(ctx: RunContext, round_: int) -> str | None:
     budget_left = remaining_budget(config.loop, store.items_requested())
     if budget_left is not None:
         k = min(k, budget_left)
-    requested = store.requested_ids()
-    labeled = np.array([item_id in requested for item_id in ctx.pool_ids], dtype=bool)
+    labeled = store.requested_mask(len(ctx.pool))
     if round_ > 0 and (k <= 0 or labeled.all()):
         return "pool exhausted" if labeled.all() else "label budget spent"
     name, params = ((config.strategy.cold_start, config.strategy.cold_start_params) if round_ == 0
@@ -37,8 +36,10 @@ def select_round(ctx: RunContext, round_: int) -> str | None:
     utility = strategy.utility(scores, state) if hasattr(strategy, "utility") else None
     timings["selecting_s"] = time.perf_counter() - started
     predictions = ctx.kind.predictions(ctx, round_, scores, chosen)
-    selected = [(ctx.pool_ids[i], None if utility is None else float(utility[i]), label, confidence)
-                for i, (label, confidence) in zip(chosen, predictions)]
+    rows = ctx.pool.rows_at(chosen)
+    store.add_pool_items([(row.pos, row.item_id, row.text, row.gold, row.input) for row in rows])  # the ledger's items
+    selected = [(row.item_id, None if utility is None else float(utility[i]), label, confidence)
+                for i, row, (label, confidence) in zip(chosen, rows, predictions)]
     store.create_round(round_, name, selected, timings)
     ctx.log(f"round {round_}: selected {len(selected)} items by {name}")
     return None

@@ -90,7 +90,7 @@ def build_dashboard(queue: ReviewQueue, config: JobConfig, threshold: float | No
     current = queue.current_decisions()
     finals = {r.item_id: r.human_label for r in settled}
     log = queue.log()
-    pool = len(store.pool_items())
+    pool = store.pool_size()
     return Dashboard(
         name=config.name, rounds_done=sum(r.phase == "done" for r in rounds),
         phase=None if open_round is None else f"round {open_round.round}: {open_round.phase}",

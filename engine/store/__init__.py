@@ -10,11 +10,13 @@ serialize on the write lock, and a run killed at any moment resumes from its las
     runs.py       setup, items, rounds, teacher calls, labels (what the loop writes)
     reviews.py    pending reviews, leases, the review log, and the queue's transaction
     reviewers.py  reviewer token hashes, web sessions, the login throttle and one-time login form tokens
+    pool_ledger.py the pool's side: its size and layout, selected pool items entering the ledger
     call_cache.py the teacher-call cache's own file (shared by runs, not run state)
 """
 from __future__ import annotations
 
 from .base import StoreError
+from .pool_ledger import PoolLedgerMixin
 from .reviewers import ReviewersMixin
 from .reviews import ReviewsMixin, ReviewTransaction
 from .rows import (DecisionRecord, Item, LabelRow, Lease, LoginSlot, ReviewRow, Reviewer, RoundRow,
@@ -26,5 +28,5 @@ __all__ = ["SCHEMA_VERSION", "DecisionRecord", "Item", "LabelRow", "Lease", "Log
            "Reviewer", "RoundRow", "SelectionRow", "Session", "SettledReview", "Store", "StoreError", "TeacherCall"]
 
 
-class Store(RunsMixin, ReviewsMixin, ReviewersMixin):
+class Store(RunsMixin, ReviewsMixin, ReviewersMixin, PoolLedgerMixin):
     """A run database, opened (and created or migrated) at `path`; one per thread."""

@@ -12,8 +12,9 @@ from pathlib import Path
 from ..core.tokens import hashed_form
 
 # 2: review audit log, leases, reviewers and web sessions; 3: the config snapshot keeps reviewer tokens hashed;
-# 4: generation tasks (answer text and signals, edits and rewrites in the review log)
-SCHEMA_VERSION = 4
+# 4: generation tasks (answer text and signals, edits and rewrites in the review log); 5: the pool in Parquet
+# shards in the run folder (engine/pool.py), a pool item entering `items` when a round selects it
+SCHEMA_VERSION = 5
 
 # The review log's kinds: accept (the teacher's answer), relabel (another label), edit (the teacher's answer,
 # changed), rewrite (the teacher's answer rejected, a new one written), skip. Version 4 added edit and rewrite.
@@ -167,6 +168,12 @@ _ADDED_COLUMNS = {
 }
 
 
+def _migrate_pool_layout(conn: sqlite3.Connection) -> None:
+    """Before version 5 every pool item was a row of `items`: say so, so the run writes its pool shards
+    from those rows (engine/loop.py) and keeps reading them as before."""
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('pool_layout', 'items')")
+
+
 class Transaction:
     """BEGIN IMMEDIATE: take the write lock up front, so a reviewer and the loop never interleave a write,
     and a read-then-write (a lease, a decision, a migration) sees no other writer between the two."""
@@ -252,4 +259,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
             _hash_config_tokens(conn)
         if version is not None and version < 4:
             _rebuild_review_log(conn)
+        if version is not None and version < 5:
+            _migrate_pool_layout(conn)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))

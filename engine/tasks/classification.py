@@ -7,7 +7,6 @@ Round 0's scores: an encoder's fresh head knows nothing, so they are uniform; a 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,7 +14,6 @@ import numpy as np
 from ..config import JobConfig
 from ..core.stats import classification_metrics
 from ..data import JobData, load_job_data
-from ..embeddings import pool_embeddings
 from ..examples import with_examples
 from ..metrics import round_metrics
 from ..stopping import stop_set_indices, stop_set_metrics
@@ -24,7 +22,8 @@ from ..students import CausalClassifier, Student
 from ..teacher import TeacherItem, TeacherResult
 from ..threshold import routing_metrics
 from .base import Routable, SimulatedDecision, Turns
-from ...strategies import EMBEDDINGS, MC_PROBS, QueryStrategy, Scores, mc_passes_of, needs_of
+from .classification_scores import classification_scores, decided_label_indices
+from ...strategies import QueryStrategy, Scores
 
 
 class ClassificationTask:
@@ -44,17 +43,7 @@ class ClassificationTask:
         return Student(config.student, config.task.label_names)
 
     def pool_scores(self, ctx: Any, round_: int, strategy: QueryStrategy) -> Scores:
-        needs = needs_of(strategy)
-        frozen = ctx.config.strategy.embeddings.source != "student"
-        if round_ == 0 and ctx.config.student.kind != "causal":
-            n, c = len(ctx.pool_ids), len(ctx.labels)
-            embeddings = (pool_embeddings(ctx.folder, ctx.config, ctx.pool_texts, ctx.progress)
-                          if EMBEDDINGS in needs else None)
-            return Scores(probs=np.full((n, c), 1.0 / c), embeddings=embeddings)
-        scores = student_scores(ctx, round_, mc_passes_of(strategy) if MC_PROBS in needs else 0)
-        if EMBEDDINGS in needs and frozen:
-            scores = replace(scores, embeddings=pool_embeddings(ctx.folder, ctx.config, ctx.pool_texts, ctx.progress))
-        return scores
+        return classification_scores(ctx, round_, strategy)
 
     def predictions(self, ctx: Any, round_: int, scores: Scores,
                     rows: Sequence[int]) -> list[tuple[str | None, float | None]]:
@@ -65,10 +54,7 @@ class ClassificationTask:
         return [(ctx.labels[predicted[i]], float(scores.probs[i, predicted[i]])) for i in rows]
 
     def label_indices(self, ctx: Any) -> np.ndarray:
-        """Decided label of each pool item as a class index, -1 where there is none yet."""
-        index = {name: i for i, name in enumerate(ctx.labels)}
-        decided = {row.item_id: index[row.label] for row in ctx.store.current_labels()}
-        return np.array([decided.get(item_id, -1) for item_id in ctx.pool_ids], dtype=np.int64)
+        return decided_label_indices(ctx)
 
     def teacher_items(self, ctx: Any, round_: int, rows: Sequence[SelectionRow]) -> list[TeacherItem]:
         """The round's items, with few-shot examples when the config asks for them."""
@@ -122,23 +108,11 @@ class ClassificationTask:
         return {"text": row.text, "label": row.label}
 
 
-def student_scores(ctx: Any, round_: int, mc_passes: int = 0) -> Scores:
-    """The round's student (round 0: untrained) on the whole pool, computed once per round and kept in the run folder."""
-    saved = ctx.folder.load_scores(round_, mc_passes)
-    if saved is not None:
-        return saved
-    student = ctx.models.student_for(round_)
-    scores = student.score(ctx.pool_texts, progress=ctx.progress, mc_passes=mc_passes,
-                           mc_seed=ctx.config.loop.seed + round_)
-    ctx.folder.save_scores(round_, scores)
-    return scores
-
-
 def stop_set_round(ctx: Any, round_: int, student: Any) -> dict[str, float | None]:
     """Score the fixed stop set; its predictions are kept per round for the next round's kappa."""
     loop = ctx.config.loop
-    rows = stop_set_indices(len(ctx.pool_texts), loop.stopping.stop_set_size, loop.seed)
-    probs = student.score([ctx.pool_texts[i] for i in rows], progress=ctx.progress, desc="stop set").probs
+    rows = stop_set_indices(len(ctx.pool), loop.stopping.stop_set_size, loop.seed)
+    probs = student.score([row.text for row in ctx.pool.rows_at(rows)], progress=ctx.progress, desc="stop set").probs
     ctx.folder.save_stop_set(round_, probs.argmax(axis=1))
     before = ctx.folder.load_stop_set(round_ - 1)
     if before is not None and len(before) != len(probs):  # stop_set_size changed on resume: a different set

@@ -22,11 +22,11 @@ from ...strategies.ifd import misaligned
 
 
 def pool_pairs(ctx: Any) -> list[Pair]:
-    return [Pair(item.text, item.input or "", item.gold) for item in ctx.pool]
+    return [Pair(item.text, item.input or "", item.gold) for item in ctx.pool.rows()]
 
 
 def user_turns(ctx: Any) -> list[str]:
-    return [f"{item.text}\n\n{item.input}" if item.input else item.text for item in ctx.pool]
+    return [f"{item.text}\n\n{item.input}" if item.input else item.text for item in ctx.pool.rows()]
 
 
 def _has(scores: Scores, needs: frozenset[str]) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from quarry_al.engine.run_folder import RunFolder
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["loop.initial_labels=6", "loop.batch_size=6", "loop.rounds=1", "student.min_steps=4", "student.max_steps=4",
          "teacher.generation.max_tokens=16", "teacher.generation.samples=2", "student.causal.max_new_tokens=8",
@@ -113,9 +115,10 @@ def test_causal_classification_student_has_round_0_predictions(tmp_path):
         "strategy.cold_start=kmeans")
     round0 = query(run_dir, "SELECT student_label, student_confidence FROM selections WHERE round = 0")
     assert len(round0) == 6 and all(label is not None and 0 < conf <= 1 for label, conf in round0)
-    with np.load(run_dir / "scores" / "round-000.npz") as scores:
-        probs = scores["probs"]
-        assert probs.shape == (300, 5) and np.allclose(probs.sum(1), 1, atol=1e-4) and probs.std() > 0.01  # not uniform
-        assert scores["embeddings"].shape == (300, 576)  # the LM's pooled prompt states, for k-means
+    scores = RunFolder(run_dir).load_scores(0)
+    assert scores is not None and scores.embeddings is not None
+    probs = scores.probs
+    assert probs.shape == (300, 5) and np.allclose(probs.sum(1), 1, atol=1e-4) and probs.std() > 0.01  # not uniform
+    assert scores.embeddings.shape == (300, 576)  # the LM's pooled prompt states, for k-means
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [0, 1] and 0 <= metrics[-1]["eval_accuracy"] <= 1

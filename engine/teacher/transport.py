@@ -16,14 +16,15 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Sequence, TypeVar
 
 import httpx
 import openai
+from tqdm import tqdm
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..core.errors import ConfigError
-from .base import TRANSIENT_ERRORS, ErrorKind, Usage
+from .base import TRANSIENT_ERRORS, ErrorKind, OnResult, TeacherItem, TeacherResult, Usage
 from .options import OpenAITeacherConfig
 from .ratelimit import RateLimits
 
@@ -235,3 +236,38 @@ def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coroutine)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="quarry-teacher") as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+async def ask_each(transport: ChatTransport, items: Sequence[TeacherItem],
+                   ask: Callable[[Session, TeacherItem], Awaitable[TeacherResult]], on_result: OnResult | None, *,
+                   progress: bool, desc: str) -> list[TeacherResult]:
+    """Every item asked at once, at most `concurrency` at a time; each result handed to `on_result` as it
+    completes (so a kill loses nothing already answered), with a bar of tokens, cost and failures."""
+    results: list[TeacherResult | None] = [None] * len(items)
+    items_in_flight = asyncio.Semaphore(transport.config.concurrency)
+    session = transport.session()
+
+    async def one(position: int) -> tuple[int, TeacherResult]:
+        async with items_in_flight:
+            return position, await ask(session, items[position])
+
+    tasks = [asyncio.create_task(one(i)) for i in range(len(items))]
+    tokens, cost, failed = 0, 0.0, 0
+    try:
+        with tqdm(total=len(items), desc=desc, unit="item", disable=not progress, leave=False) as bar:
+            for next_done in asyncio.as_completed(tasks):
+                position, result = await next_done
+                results[position] = result
+                if on_result is not None:
+                    on_result(position, result)
+                tokens += result.usage.prompt_tokens + result.usage.completion_tokens
+                cost += result.cost
+                failed += result.error is not None
+                bar.set_postfix_str(f"{tokens} tokens, cost {cost:.4f}, failed {failed}", refresh=False)
+                bar.update(1)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.client.close()
+    return [r for r in results if r is not None]

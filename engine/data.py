@@ -13,14 +13,17 @@ import json
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, TypeVar
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
 from .core.errors import QuarryError
 from .config import DataConfig
+from .records import Record
+from .staged_pool import StagedPool, stage_records
 
 _MAX_NAMES_SHOWN = 8
+_BATCH_ROWS = 16_384  # rows read from a parquet file or a dataset at a time
 R = TypeVar("R")
 _FILE_KINDS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -30,17 +33,8 @@ class DataError(QuarryError, ValueError):
 
 
 @dataclass(frozen=True)
-class Record:
-    item_id: str
-    text: str
-    label: str | None  # the gold label, when the file has one (generation: the reference answer)
-    where: str  # "path:line", or "path:row N" for parquet files, datasets and JSON arrays
-    input: str | None = None  # generation: the instruction's input (text is the instruction)
-
-
-@dataclass(frozen=True)
 class JobData:
-    pool: list[Record]
+    pool: Sequence[Record]  # a StagedPool: read from disk shard by shard
     seed: list[Record]
     eval: list[Record]
     skipped: list[str]  # one message per bad row dropped under on_bad_row="skip"
@@ -112,11 +106,10 @@ def _as_object(value: Any) -> dict[str, Any] | str:
 
 
 def _json_rows(path: Path, source: str) -> Iterator[_Raw]:
-    """JSON Lines, or (a `.json` file whose first character is '[') one JSON array of objects."""
-    content = _read_text(path, source)
-    if path.suffix.lower() == ".json" and content.lstrip().startswith("["):
+    """JSON Lines, streamed line by line, or (a `.json` file whose first character is '[') one JSON array of objects."""
+    if path.suffix.lower() == ".json" and _first_character(path, source) == "[":
         try:
-            items = json.loads(content)
+            items = json.loads(_read_text(path, source))
         except json.JSONDecodeError as exc:
             raise DataError(f"{source}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
         if not isinstance(items, list):
@@ -124,18 +117,32 @@ def _json_rows(path: Path, source: str) -> Iterator[_Raw]:
         for index, item in enumerate(items):
             yield _row_raw(source, index, _as_object(item))
         return
-    # "\n" only: str.splitlines also breaks at U+2028, U+2029, U+0085 and others, which JSON allows
-    # unescaped inside strings (json.dumps(ensure_ascii=False) writes them so, as our exports do).
-    for number, line in enumerate(content.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            continue
+    # newline="\n": lines end at "\n" only; str.splitlines and universal newlines also break at "\r", U+2028,
+    # U+2029, U+0085 and others, which JSON allows unescaped inside strings (json.dumps(ensure_ascii=False) writes them).
+    try:
+        with path.open(encoding="utf-8-sig", newline="\n") as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.removesuffix("\n").removesuffix("\r")
+                if not line.strip():
+                    continue
+                try:
+                    value: Any = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield _line_raw(source, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
+                    continue
+                yield _line_raw(source, number, _as_object(value))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
+
+
+def _first_character(path: Path, source: str) -> str:
+    with path.open(encoding="utf-8-sig") as handle:
         try:
-            value: Any = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield _line_raw(source, number, f"not valid JSON: {exc.msg} (column {exc.colno})")
-            continue
-        yield _line_raw(source, number, _as_object(value))
+            while (chunk := handle.read(4096)) and not chunk.strip():
+                pass
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{source}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
+    return chunk.lstrip()[:1]
 
 
 def _csv_rows(path: Path, source: str, text_field: str) -> Iterator[_Raw]:
@@ -155,38 +162,45 @@ def _csv_rows(path: Path, source: str, text_field: str) -> Iterator[_Raw]:
         raise DataError(f"{source}: empty CSV file (no header row)")
 
 
-def _columns_rows(source: str, columns: dict[str, list[Any]], count: int) -> Iterator[_Raw]:
+def _columns_rows(source: str, columns: dict[str, list[Any]], count: int, first: int = 0) -> Iterator[_Raw]:
     for index in range(count):
-        yield _row_raw(source, index, {name: values[index] for name, values in columns.items()})
+        yield _row_raw(source, first + index, {name: values[index] for name, values in columns.items()})
 
 
 def _parquet_rows(path: Path, source: str, fields: Fields) -> Iterator[_Raw]:
-    """Only the fields we use are read: a wide parquet file stays cheap."""
+    """Only the fields we use are read, a batch of rows at a time: a wide or long parquet file stays cheap."""
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
+        parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DataError(f"{source}: cannot read parquet: {_first_line(exc)}") from None
-    _check_text_column(source, schema.names, fields.text, "file has")
-    wanted = [name for name in fields.columns() if name in schema.names]
+    names = parquet.schema_arrow.names
+    _check_text_column(source, names, fields.text, "file has")
+    wanted = [name for name in fields.columns() if name in names]
+    first = 0
     try:
-        table = pq.read_table(path, columns=wanted)
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=wanted):
+            columns = {name: batch.column(name).to_pylist() for name in wanted}
+            yield from _columns_rows(source, columns, batch.num_rows, first)
+            first += batch.num_rows
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{source}: cannot read parquet: {_first_line(exc)}") from None
-    columns = {name: table.column(name).to_pylist() for name in wanted}
-    yield from _columns_rows(source, columns, table.num_rows)
 
 
 def _dataset_rows(dataset: Any, source: str, fields: Fields) -> Iterator[_Raw]:
-    """A `datasets.Dataset`; ClassLabel ints become their names (and -1, "no label", becomes None)."""
+    """A `datasets.Dataset`, a batch of rows at a time; ClassLabel ints become their names (and -1, "no label", None)."""
     _check_text_column(source, dataset.column_names, fields.text, "dataset has")
     wanted = [name for name in fields.columns() if name in dataset.column_names]
-    columns = {name: list(dataset[name]) for name in wanted}
     feature = dataset.features.get(fields.label)
-    if fields.label in columns and hasattr(feature, "int2str"):
-        columns[fields.label] = [_class_name(feature, v) for v in columns[fields.label]]
-    yield from _columns_rows(source, columns, dataset.num_rows)
+    for first in range(0, dataset.num_rows, _BATCH_ROWS):
+        batch = dataset.select_columns(wanted)[first:first + _BATCH_ROWS]
+        columns = {name: list(batch[name]) for name in wanted}
+        if fields.label in columns and hasattr(feature, "int2str"):
+            columns[fields.label] = [_class_name(feature, v) for v in columns[fields.label]]
+        yield from _columns_rows(source, columns, len(columns[fields.text]), first)
 
 
 def _class_name(feature: Any, value: Any) -> Any:
@@ -330,29 +344,86 @@ def read_records(
     on_bad_row: str = "error",
     skipped: list[str] | None = None,
 ) -> list[Record]:
-    """Read and validate one source, in file order.
+    """Read and validate one source, in file order (iter_records, as a list)."""
+    return list(iter_records(source, id_field=id_field, text_field=text_field, label_field=label_field,
+                             require_label=require_label, label_names=label_names, on_bad_row=on_bad_row,
+                             skipped=skipped))
+
+
+def iter_records(
+    source: str,
+    *,
+    id_field: str = "id",
+    text_field: str = "text",
+    label_field: str = "label",
+    require_label: bool = False,
+    label_names: list[str] | None = None,
+    on_bad_row: str = "error",
+    skipped: list[str] | None = None,
+) -> Iterator[Record]:
+    """Validated records of one source, in file order, as they are read.
 
     A bad row raises DataError, or with on_bad_row="skip" has its message appended to `skipped`.
     If the id field is absent from every row, ids are "<file stem>:<line or row>": files without ids
     still work, while a file where only some rows lack one is a mistake worth reporting. Duplicate ids
     always raise: they would make labels ambiguous, and skipping either copy would be a guess.
     """
-    _check_bad_row_mode(on_bad_row, skipped)
-    raws = _checked_rows(source, Fields(id_field, text_field, label_field))
-
     def build(row: dict[str, Any], item_id: str, where: str) -> Record:
         return Record(item_id, _text(row, text_field), _label(row, label_field, require_label, label_names), where)
 
-    return _validated(raws, id_field, build, on_bad_row, skipped)
+    return validated_rows(source, Fields(id_field, text_field, label_field), build, on_bad_row, skipped)
 
 
-def _checked_rows(source: str, fields: Fields) -> list[_Raw]:
-    """A source's raw rows, once it is clear the text field is a column of it (else a DataError naming the columns)."""
-    raws = list(_raw_rows(source, fields))
-    rows = [raw.value for raw in raws if isinstance(raw.value, dict)]
-    if rows and not any(fields.text in row for row in rows):
-        _check_text_column(source, list(dict.fromkeys(k for row in rows for k in row)), fields.text, "rows have")
-    return raws
+def validated_rows(source: str, fields: Fields, build: Callable[[dict[str, Any], str, str], R], on_bad_row: str,
+                   skipped: list[str] | None) -> Iterator[R]:
+    """`build(row, item_id, where)` for every row of `source`, in file order, under read_records' rules for ids
+    and bad rows. Only the ids seen are kept (for duplicates): the rows stream through."""
+    _check_bad_row_mode(on_bad_row, skipped)
+    has_ids = _has_ids(source, fields)  # a first pass that stops at the first row with an id
+    seen: set[str] = set()
+    for raw in _raw_rows(source, fields):
+        try:
+            if isinstance(raw.value, str):
+                raise _BadRow(raw.value)
+            item_id = _item_id(raw.value, fields.id) if has_ids else raw.auto_id
+            record = build(raw.value, item_id, raw.where)
+        except _BadRow as problem:
+            message = f"{raw.where}: {problem}"
+            if on_bad_row == "error":
+                raise DataError(message) from None
+            skipped.append(message)  # type: ignore[union-attr]  # checked by _check_bad_row_mode
+            continue
+        if item_id in seen:
+            raise DataError(f"{raw.where}: duplicate id {item_id!r} (first at {_first_position(source, fields, item_id)})")
+        seen.add(item_id)
+        yield record
+
+
+def _first_position(source: str, fields: Fields, item_id: str) -> str:
+    """Where an id first occurs: read again on the error path, so the happy path keeps no positions."""
+    for raw in _raw_rows(source, fields):
+        if isinstance(raw.value, dict) and fields.id in raw.value:
+            try:
+                if _item_id(raw.value, fields.id) == item_id:
+                    return raw.position
+            except _BadRow:
+                continue
+    return "an earlier row"
+
+
+def _has_ids(source: str, fields: Fields) -> bool:
+    """Whether any row has the id field; a DataError naming the columns when no row has the text field."""
+    keys: dict[str, None] = {}
+    has_ids = found_text = False
+    for raw in _raw_rows(source, fields):
+        if isinstance(raw.value, dict):
+            has_ids, found_text = has_ids or fields.id in raw.value, found_text or fields.text in raw.value
+            if has_ids and found_text:
+                return True
+            keys.update(dict.fromkeys(raw.value))
+    if keys and not found_text:
+        _check_text_column(source, list(keys), fields.text, "rows have")
+    return has_ids
 
 
 def _check_bad_row_mode(on_bad_row: str, skipped: list[str] | None) -> None:
@@ -362,42 +433,17 @@ def _check_bad_row_mode(on_bad_row: str, skipped: list[str] | None) -> None:
         raise ValueError("on_bad_row='skip' needs a `skipped` list to report the dropped rows in")
 
 
-def _validated(raws: list[_Raw], id_field: str, build: Callable[[dict[str, Any], str, str], R], on_bad_row: str,
-               skipped: list[str] | None) -> list[R]:
-    """`build(row, item_id, where)` for every row, in file order, under read_records' rules for ids and bad rows."""
-    has_ids = any(isinstance(raw.value, dict) and id_field in raw.value for raw in raws)
-    records: list[R] = []
-    first_seen: dict[str, _Raw] = {}
-    for raw in raws:
-        try:
-            if isinstance(raw.value, str):
-                raise _BadRow(raw.value)
-            item_id = _item_id(raw.value, id_field) if has_ids else raw.auto_id
-            record = build(raw.value, item_id, raw.where)
-        except _BadRow as problem:
-            message = f"{raw.where}: {problem}"
-            if on_bad_row == "error":
-                raise DataError(message) from None
-            skipped.append(message)  # type: ignore[union-attr]  # checked by _check_bad_row_mode
-            continue
-        if item_id in first_seen:
-            raise DataError(f"{raw.where}: duplicate id {item_id!r} (first at {first_seen[item_id].position})")
-        first_seen[item_id] = raw
-        records.append(record)
-    return records
-
-
 # ------------------------------------------------------------------------------------------------- a job
 
 
-# Reads one role's file: (data config, source, require_label, skipped) -> records.
-RoleReader = Callable[[DataConfig, str, bool, list[str]], list[Record]]
+# Reads one role's file: (data config, source, require_label, skipped) -> its records, as they are read.
+RoleReader = Callable[[DataConfig, str, bool, list[str]], Iterable[Record]]
 
 
 def label_reader(label_names: list[str]) -> RoleReader:
     """A classification job's rows: a text and (where given) one of the labels."""
-    def read(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> list[Record]:
-        return read_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
+    def read(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> Iterator[Record]:
+        return iter_records(source, id_field=data.id_field, text_field=data.text_field, label_field=data.label_field,
                             require_label=require_label, label_names=label_names, on_bad_row=data.on_bad_row,
                             skipped=skipped)
     return read
@@ -405,44 +451,40 @@ def label_reader(label_names: list[str]) -> RoleReader:
 
 def _read_role(data: DataConfig, role: str, source: str, read: RoleReader, require_label: bool,
                skipped: list[str]) -> list[Record]:
-    records = read(data, source, require_label, skipped)
+    records = list(read(data, source, require_label, skipped))
     if not records:
         raise DataError(f"{source}: data.{role}: no usable records")
     return records
 
 
-def _kept_in_order(records: list[Record], indexes: np.ndarray) -> list[Record]:
-    """Rows picked by a shuffle, back in file order, so results do not depend on the shuffle's order."""
-    return [records[i] for i in sorted(int(i) for i in indexes)]
-
-
-def _carve_eval(pool: list[Record], eval_size: int, seed: int, max_pool: int | None,
-                source: str, label_field: str = "label") -> tuple[list[Record], list[Record]]:
-    """Eval is a seeded random sample of the pool; max_pool then caps the rest with the same shuffle."""
+def _carve_eval(pool: StagedPool, eval_size: int, seed: int, max_pool: int | None,
+                source: str, label_field: str = "label") -> tuple[StagedPool, list[Record]]:
+    """Eval is a seeded random sample of the pool; max_pool then caps the rest with the same shuffle.
+    Both keep file order, so results do not depend on the shuffle's order."""
     if eval_size >= len(pool):
         raise DataError(f"{source}: data.split.eval_size is {eval_size}, but the pool has only {len(pool)} "
                         f"items; it must be smaller")
     order = np.random.default_rng(seed).permutation(len(pool))
     rest = order[eval_size:] if max_pool is None else order[eval_size:eval_size + max_pool]
-    evaluation = _kept_in_order(pool, order[:eval_size])
+    evaluation = list(pool.subset(order[:eval_size]))
     unlabeled = [r for r in evaluation if r.label is None]
     if unlabeled:
         raise DataError(f"{unlabeled[0].where}: field '{label_field}' is missing, and the item was drawn for evaluation "
                         f"by data.split ({len(unlabeled)} of {eval_size} drawn items have no gold label)")
-    return _kept_in_order(pool, rest), evaluation
+    return pool.subset(rest), evaluation
 
 
-def _cap(pool: list[Record], max_pool: int | None, seed: int) -> list[Record]:
+def _cap(pool: StagedPool, max_pool: int | None, seed: int) -> StagedPool:
     """A random sample, not the first rows: files are often sorted by label or date."""
     if max_pool is None or max_pool >= len(pool):
         return pool
-    order = np.random.default_rng(seed).permutation(len(pool))
-    return _kept_in_order(pool, order[:max_pool])
+    return pool.subset(np.random.default_rng(seed).permutation(len(pool))[:max_pool])
 
 
 def load_job_data(data: DataConfig, label_names: list[str], read: RoleReader | None = None) -> JobData:
     """Pool, seed and eval records for a job, with the eval set carved from the pool when data.split says so.
-    `read` reads one file's rows (a task kind's; default: texts with one of `label_names`).
+    `read` reads one file's rows (a task kind's; default: texts with one of `label_names`). The pool is staged
+    on disk as it is read (engine/staged_pool.py): a pool of millions never sits in memory.
 
     Seed items are removed from the pool before the split, so eval never holds an item the student
     trains on, and the pool never asks for a label the seed already gives. Eval read from its own
@@ -450,13 +492,15 @@ def load_job_data(data: DataConfig, label_names: list[str], read: RoleReader | N
     """
     skipped: list[str] = []
     read = read or label_reader(label_names)
-    pool = _read_role(data, "pool", data.pool, read, False, skipped)
+    pool = stage_records(read(data, data.pool, False, skipped))
+    if not len(pool):
+        raise DataError(f"{data.pool}: data.pool: no usable records")
     seed = _read_role(data, "seed", data.seed, read, True, skipped) if data.seed else []
     evaluation = _read_role(data, "eval", data.eval, read, True, skipped) if data.eval else []
     if seed:
         seed_ids = {r.item_id for r in seed}
-        pool = [r for r in pool if r.item_id not in seed_ids]
-        if not pool:
+        pool = pool.subset([i for i, item_id in enumerate(pool.column("item_id")) if item_id not in seed_ids])
+        if not len(pool):
             raise DataError(f"{data.pool}: data.pool: every item is also in the seed file {data.seed}")
     if data.split is not None:
         pool, evaluation = _carve_eval(pool, data.split.eval_size, data.split.seed, data.max_pool, data.pool,

@@ -3,9 +3,9 @@ reads and validated under the same rules for ids, bad rows and duplicates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from .data import Fields, _BadRow, _check_bad_row_mode, _checked_rows, _label, _text, _validated
+from .data import Fields, _BadRow, _label, _text, validated_rows
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,12 @@ def _optional_text(row: dict[str, Any], field: str) -> str:
     return value
 
 
-def read_instruction_records(
+def read_instruction_records(source: str, **options: Any) -> list[InstructionRecord]:
+    """iter_instruction_records, as a list."""
+    return list(iter_instruction_records(source, **options))
+
+
+def iter_instruction_records(
     source: str,
     *,
     id_field: str = "id",
@@ -39,18 +44,16 @@ def read_instruction_records(
     require_output: bool = False,
     on_bad_row: str = "error",
     skipped: list[str] | None = None,
-) -> list[InstructionRecord]:
-    """Read and validate instruction rows (Alpaca's fields), in file order, from any source read_records takes.
+) -> Iterator[InstructionRecord]:
+    """Validated instruction rows (Alpaca's fields), in file order, from any source read_records takes.
 
     `instruction` must be a non-empty string; `input` is optional; `output` follows the label rules
     (absent, null or blank: none; required with `require_output`, as for references to evaluate on).
     Ids, bad rows (on_bad_row, skipped) and duplicate ids are handled as in read_records.
     """
-    _check_bad_row_mode(on_bad_row, skipped)
-    raws = _checked_rows(source, Fields(id_field, instruction_field, output_field, (input_field,)))
-
     def build(row: dict[str, Any], item_id: str, where: str) -> InstructionRecord:
         return InstructionRecord(item_id, _text(row, instruction_field), _optional_text(row, input_field),
                                  _label(row, output_field, require_output, None), where)
 
-    return _validated(raws, id_field, build, on_bad_row, skipped)
+    return validated_rows(source, Fields(id_field, instruction_field, output_field, (input_field,)), build,
+                          on_bad_row, skipped)

@@ -5,6 +5,7 @@ and continues it from its committed phase. The phases themselves live in engine/
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ def initialize_or_check(store: Store, config: JobConfig, data: JobData, log: Log
         if not data.seed and config.loop.initial_labels == 0:
             raise ConfigError("loop.initial_labels: is 0 and there is no data.seed file: the student has nothing to learn from")
         seed = [(r.item_id, r.text, r.label) for r in data.seed]
-        inputs = {r.item_id: r.input for r in [*data.pool, *data.seed] if r.input is not None}
+        inputs = {r.item_id: r.input for r in itertools.chain(data.pool, data.seed) if r.input is not None}
         if folder is None:
             store.initialize(json.dumps(snapshot), [(r.item_id, r.text, r.label) for r in data.pool], seed, inputs=inputs)
         else:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..config import DataConfig, JobConfig
 from ..data import JobData, Record, load_job_data
-from ..instructions import read_instruction_records
+from ..instructions import iter_instruction_records
 from ..metrics import generation_round_metrics, share
 from ..store import LabelRow, ReviewRow, SelectionRow, Store
 from ..students import CausalStudent, Pair
@@ -36,13 +36,13 @@ from ...strategies import QueryStrategy, Scores
 MAX_ANSWER_CHARS = 20_000  # a person's answer: longer is a paste gone wrong, not an answer
 
 
-def read_instructions(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> list[Record]:
+def read_instructions(data: DataConfig, source: str, require_label: bool, skipped: list[str]) -> Iterator[Record]:
     """A generation job's rows: instruction (data.text_field), input (data.input_field) and, where given, the
     reference (data.label_field), as the records every job's data handling works with."""
-    rows = read_instruction_records(source, id_field=data.id_field, instruction_field=data.text_field,
+    rows = iter_instruction_records(source, id_field=data.id_field, instruction_field=data.text_field,
                                     input_field=data.input_field, output_field=data.label_field,
                                     require_output=require_label, on_bad_row=data.on_bad_row, skipped=skipped)
-    return [Record(r.item_id, r.instruction, r.output, r.where, r.input) for r in rows]
+    return (Record(r.item_id, r.instruction, r.output, r.where, r.input) for r in rows)
 
 
 def _pair(text: str, input_text: str | None, output: str | None) -> Pair:

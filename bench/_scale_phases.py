@@ -1,6 +1,7 @@
 """bench/scale.py's round phases that go through the run folder and an executor (local or Ray):
 
-    load    the generated texts (texts-*.parquet) into a run folder's pool shards (engine/pool.py), streamed
+    load    the pool as a Quarry data file (written once from texts-*.parquet) the way `quarry run` loads it:
+            validated and staged on disk as it streams (engine/data.py), then the run folder's pool shards
     score   the student (MiniLM + LoRA head, trained once on 64 rows) on a subsample, through the executor
     embed   the frozen MiniLM encoder on the same subsample, through the executor
     commit  a round's k picks into a real run database of the sharded layout: the requested mask, the
@@ -14,7 +15,6 @@ batch carries its worker's VmHWM back).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from _checkout import REPO  # noqa: F401  (this checkout's quarry_al)
 
-from quarry_al.engine.config import StudentConfig  # noqa: E402
+from quarry_al.engine.config import DataConfig, SplitConfig, StudentConfig  # noqa: E402
+from quarry_al.engine.data import load_job_data  # noqa: E402
 from quarry_al.engine.executor_config import ExecutorConfig  # noqa: E402
 from quarry_al.engine.executors import make_executor  # noqa: E402
 from quarry_al.engine.executors.functions import FrozenEmbedding, StudentScoring  # noqa: E402
-from quarry_al.engine.pool import PoolShards, finish_pool, write_pool, write_pool_table  # noqa: E402
+from quarry_al.engine.pool import PoolShards, write_pool  # noqa: E402
 from quarry_al.engine.score_shards import ScoreWriter  # noqa: E402
 from quarry_al.engine.store import Store  # noqa: E402
 from quarry_al.engine.students import Student  # noqa: E402
@@ -63,20 +65,36 @@ class Measured:
 
 
 def load(n: int, folder: Path) -> dict:
-    """Stream the generated texts into run-folder pool shards of POOL_SHARD_ROWS rows."""
-    pool_dir = folder / "run" / "pool"
+    """The pool as a Quarry data file (id, text, label) through `quarry run`'s own path: validated and staged on
+    disk as it streams (load_job_data, an eval split of 500), then written to the run folder's pool shards."""
+    source = export_quarry(folder, folder.parent / f"quarry-{n}")
     started = time.perf_counter()
-    sizes, digest, start = [], hashlib.sha256(), 0
-    for texts in sorted(folder.glob("texts-*.parquet")):
-        for batch in pq.ParquetFile(texts).iter_batches(batch_size=POOL_SHARD_ROWS, columns=["id", "text"]):
-            table = batch.rename_columns(["item_id", "text"])
-            for text in table.column("text").to_pylist():
-                digest.update(text.encode() + b"\x00")
-            sizes.append(write_pool_table(pool_dir, len(sizes), start, table))
-            start += sizes[-1]
-    pool = finish_pool(pool_dir, sizes, digest.hexdigest())
-    assert len(pool) == n, (len(pool), n)
-    return {"seconds": time.perf_counter() - started, "shards": len(sizes)}
+    data = load_job_data(DataConfig(pool=str(source), split=SplitConfig(eval_size=500, seed=0)), list(QUARRY_LABELS))
+    staged = time.perf_counter()
+    pool = write_pool(folder / "run" / "pool", ((r.item_id, r.text, r.label, r.input) for r in data.pool),
+                      POOL_SHARD_ROWS)
+    assert len(pool) + len(data.eval) == n, (len(pool), n)
+    return {"seconds": time.perf_counter() - started, "read_and_stage_seconds": staged - started,
+            "shards": len(pool.sizes)}
+
+
+QUARRY_LABELS = ("world", "sport", "business", "science")  # topic % 4: what configs/large_pool.yaml classifies
+
+
+def export_quarry(folder: Path, out: Path) -> Path:
+    """The generated pool as a Quarry data file (id, text, label = one of four topic groups), streamed; kept
+    once written."""
+    if (out / "pool.parquet").is_file():
+        return out / "pool.parquet"
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string())])
+    with pq.ParquetWriter(out / "pool.parquet.partial", schema) as writer:
+        for texts in sorted(folder.glob("texts-*.parquet")):
+            for batch in pq.ParquetFile(texts).iter_batches(batch_size=POOL_SHARD_ROWS, columns=["id", "text", "topic"]):
+                labels = np.array(QUARRY_LABELS)[np.asarray(batch.column("topic")) % 4]
+                writer.write_table(pa.table({"id": pa.array([f"s{i}" for i in batch.column("id").to_pylist()]),
+                                             "text": batch.column("text"), "label": pa.array(labels)}, schema=schema))
+    return (out / "pool.parquet.partial").rename(out / "pool.parquet")
 
 
 def subsample_pool(folder: Path, rows: int) -> PoolShards:
@@ -146,6 +164,7 @@ def embed(folder: Path, rows: int, executor_kind: str, actors: int) -> dict:
 def commit(n: int, folder: Path, k: int) -> dict:
     """select_round's writes for k picks, into a fresh run database of the sharded layout."""
     pool = PoolShards(folder / "run" / "pool")
+    n = len(pool)  # the pool less the eval split
     database = folder / "run" / "quarry.db"
     database.unlink(missing_ok=True)
     chosen = np.random.default_rng(0).choice(n, size=k, replace=False)

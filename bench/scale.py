@@ -9,7 +9,7 @@ over 50 topics (Parquet, one file per shard), their embeddings as a mixture of 5
 (c = 4, from a linear head) and 1,000 labeled rows. Nothing holds a float32 copy of the pool.
 
 Each phase is a function in PHASES: `generate` (the pool above, timed only when written), then a round's
-phases in bench/_scale_phases.py (load the texts into a run folder's pool shards; score and embed a
+phases in bench/_scale_phases.py (load the pool as a Quarry data file into a run folder, as `quarry run` does; score and embed a
 subsample through --executor; commit the picks to a real run database) around `select` (every strategy
 of VARIANTS, k = 25). Each selection runs in a fresh child process that
 maps the shards (np.memmap) and times `select()` alone (wall and CPU seconds); its peak RSS is the
@@ -138,22 +138,6 @@ def phase_generate(n: int, folder: Path, seed: int = 0) -> dict:
     np.save(folder / "labeled.npy", np.sort(rng.choice(n, size=LABELED, replace=False)))
     meta.write_text(json.dumps({**want, "shards": shards}))
     return {"seconds": time.perf_counter() - started, "written": True}
-
-
-QUARRY_LABELS = ("world", "sport", "business", "science")  # topic % 4: what configs/large_pool.yaml classifies
-
-
-def export_quarry(folder: Path, out: Path) -> Path:
-    """The generated pool as a Quarry data file (id, text, label = one of four topic groups), streamed."""
-    out.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string())])
-    with pq.ParquetWriter(out / "pool.parquet", schema) as writer:
-        for texts in sorted(folder.glob("texts-*.parquet")):
-            for batch in pq.ParquetFile(texts).iter_batches(batch_size=CHUNK, columns=["id", "text", "topic"]):
-                labels = np.array(QUARRY_LABELS)[np.asarray(batch.column("topic")) % 4]
-                writer.write_table(pa.table({"id": pa.array([f"s{i}" for i in batch.column("id").to_pylist()]),
-                                             "text": batch.column("text"), "label": pa.array(labels)}, schema=schema))
-    return out / "pool.parquet"
 
 
 def open_pool(folder: Path) -> tuple[Scores, SelectionState]:
@@ -319,7 +303,7 @@ def main() -> None:
     if args.export_quarry:
         for n in args.pool:
             phase_generate(n, Path(args.workdir) / f"pool-{n}")
-            print(export_quarry(Path(args.workdir) / f"pool-{n}", Path(args.workdir) / f"quarry-{n}"))
+            print(_scale_phases.export_quarry(Path(args.workdir) / f"pool-{n}", Path(args.workdir) / f"quarry-{n}"))
         return None
     pools, cpu = [], {}
     history: dict[str, dict[str, dict[int, float]]] = {phase: {} for phase in PHASES}  # wall s by row, size

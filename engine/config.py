@@ -65,9 +65,11 @@ class EmbeddingsConfig(_Strict):
 
 
 class StrategyConfig(_Strict):
-    name: str = "entropy"
+    # Chosen by measurement (README, "Choosing the defaults"): k-means on the untrained student's states for
+    # the first labels, k-means while the student knows little, margin from round 3 (adaptive's defaults).
+    name: str = "adaptive"
     params: dict[str, Any] = Field(default_factory=dict)
-    cold_start: str = "random"  # the strategy of round 0, before the student has seen a label
+    cold_start: str = "kmeans"  # the strategy of round 0, before the student has seen a label
     cold_start_params: dict[str, Any] = Field(default_factory=dict)
     embeddings: EmbeddingsConfig = EmbeddingsConfig()
 
@@ -222,7 +224,7 @@ class JobConfig(_Strict):
 GENERATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "data": {"text_field": "instruction", "label_field": "output"},
     "student": {"kind": "causal"},
-    "strategy": {"name": "token_entropy"},
+    "strategy": {"name": "token_entropy", "cold_start": "random"},
     "routing": {"signal": "judge"},
     "loop": {"stopping": {"metric": "eval_nll"}},
 }

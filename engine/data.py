@@ -236,7 +236,8 @@ def load_job_data(data: DataConfig, label_names: list[str], read: RoleReader | N
     evaluation = _read_role(data, "eval", data.eval, read, True, skipped) if data.eval else []
     if seed:
         seed_ids = {r.item_id for r in seed}
-        pool = pool.subset([i for i, item_id in enumerate(pool.column("item_id")) if item_id not in seed_ids])
+        kept = np.fromiter((item_id not in seed_ids for item_id in pool.column("item_id")), dtype=bool, count=len(pool))
+        pool = pool.subset(np.flatnonzero(kept))
         if not len(pool):
             raise DataError(f"{data.pool}: data.pool: every item is also in the seed file {data.seed}")
     if data.split is not None:

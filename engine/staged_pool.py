@@ -35,7 +35,7 @@ class _Folder:
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.path, True)
 
 
-def stage_records(records: Iterable[Record], shard_rows: int = STAGE_ROWS) -> "StagedPool":
+def stage_records(records: Iterable[Record], shard_rows: int = STAGE_ROWS) -> StagedPool:
     """Write records to a fresh temporary folder as they come: `shard_rows` per shard, a row group of
     GROUP_ROWS at a time, so only one row group's records are ever held."""
     folder, sizes, batch = _Folder(), [], []
@@ -109,7 +109,7 @@ class StagedPool(Sequence[Record]):
                 values = values[self._keep[lo:hi] - self._offsets[shard]]
             yield from values
 
-    def subset(self, positions: Sequence[int] | np.ndarray) -> "StagedPool":
+    def subset(self, positions: Sequence[int] | np.ndarray) -> StagedPool:
         """The rows at these positions of this view, in view order (positions are sorted first)."""
         chosen = np.sort(np.asarray(positions, dtype=np.int64))
         keep = chosen if self._keep is None else self._keep[chosen]

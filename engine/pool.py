@@ -65,25 +65,6 @@ def write_pool(folder: Path, rows: Iterable[PoolTuple], shard_rows: int = SHARD_
     return PoolShards(folder)
 
 
-def write_pool_table(folder: Path, shard: int, start: int, table: pa.Table) -> int:
-    """One shard from an Arrow table with item_id, text and optional gold and input columns (a streamed
-    import); returns its rows."""
-    def optional(name: str) -> pa.Array:
-        return table[name].cast(pa.string()) if name in table.column_names else pa.nulls(table.num_rows, pa.string())
-
-    pos = pa.array(np.arange(start, start + table.num_rows, dtype=np.int64))
-    out = pa.table({"pos": pos, "item_id": table["item_id"].cast(pa.string()), "text": table["text"].cast(pa.string()),
-                    "gold": optional("gold"), "input": optional("input")}, schema=_SCHEMA)
-    atomic_write(folder / f"shard-{shard:05d}.parquet", lambda tmp: pq.write_table(out, tmp, row_group_size=8192))
-    return table.num_rows
-
-
-def finish_pool(folder: Path, sizes: Sequence[int], fingerprint: str) -> "PoolShards":
-    write_text(folder / "meta.json", json.dumps({"rows": int(sum(sizes)), "shards": list(map(int, sizes)),
-                                                "fingerprint": fingerprint}))
-    return PoolShards(folder)
-
-
 def read_range(path: str, start: int, stop: int, column: str = "text") -> list:
     """Rows [start, stop) of one shard's column, reading only the row groups that hold them."""
     shard = pq.ParquetFile(path)

@@ -87,10 +87,8 @@ class StagedPool(Sequence[Record]):
     def __iter__(self) -> Iterator[Record]:
         for shard, path in enumerate(self._files()):
             table = pq.read_table(path)
-            if self._keep is not None:
-                lo, hi = np.searchsorted(self._keep, [self._offsets[shard], self._offsets[shard + 1]])
-                table = table.take(pa.array(self._keep[lo:hi] - self._offsets[shard]))
-            yield from _records(table)
+            rows = self._kept_in(shard)
+            yield from _records(table if rows is None else table.take(pa.array(rows)))
 
     def __eq__(self, other: object) -> bool:
         """Equal to any sequence of the same records in the same order (a list of them too)."""
@@ -104,16 +102,21 @@ class StagedPool(Sequence[Record]):
         """One field of every row, in order, reading only that column."""
         for shard, path in enumerate(self._files()):
             values = pq.read_table(path, columns=[name]).column(name).to_numpy(zero_copy_only=False)
-            if self._keep is not None:
-                lo, hi = np.searchsorted(self._keep, [self._offsets[shard], self._offsets[shard + 1]])
-                values = values[self._keep[lo:hi] - self._offsets[shard]]
-            yield from values
+            rows = self._kept_in(shard)
+            yield from (values if rows is None else values[rows])
 
     def subset(self, positions: Sequence[int] | np.ndarray) -> StagedPool:
         """The rows at these positions of this view, in view order (positions are sorted first)."""
         chosen = np.sort(np.asarray(positions, dtype=np.int64))
         keep = chosen if self._keep is None else self._keep[chosen]
         return StagedPool(self._folder, self._sizes, keep)
+
+    def _kept_in(self, shard: int) -> np.ndarray | None:
+        """The rows of this view within one shard, as shard-local indices (None: all of them)."""
+        if self._keep is None:
+            return None
+        lo, hi = np.searchsorted(self._keep, [self._offsets[shard], self._offsets[shard + 1]])
+        return self._keep[lo:hi] - self._offsets[shard]
 
     def _files(self) -> list[Path]:
         return [self._folder.path / f"stage-{i:05d}.parquet" for i in range(len(self._sizes))]
